@@ -1,0 +1,5 @@
+"""``python -m digitexp``."""
+
+from digitexp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Datasets: HW2/COCO loader and validation, synthetic generator, SVHN converter, transforms."""

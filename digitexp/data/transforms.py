@@ -1,0 +1,99 @@
+"""Image preprocessing: decode, the report's three modes, and normalization.
+
+Images travel as uint8 tensors (C, H, W) from the loader to the device, where they become
+float and are normalized; boxes are never touched by these transforms.
+
+- ``none``: the image as decoded.
+- ``color``: ColorJitter(brightness, contrast, saturation, hue) + RandomGrayscale(p), training
+  images only, a new draw every time an image is loaded.
+- ``binary``: OpenCV adaptive mean threshold (block size, C, THRESH_BINARY_INV) on the
+  grayscale image, replicated to three channels, on every split (it is deterministic, so it is
+  applied once at decode time and cached with the image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import v2
+
+from digitexp.config import DataConfig
+from digitexp.errors import DataError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def decode_image(path: Path) -> np.ndarray:
+    """Decode an image file to an RGB uint8 array (H, W, 3); DataError names a bad file."""
+    try:
+        with Image.open(path) as img:
+            return np.array(img.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc})") from None
+
+
+def binarize(rgb: np.ndarray, block_size: int = 11, c: float = 2.0) -> np.ndarray:
+    """The report's adaptive binarization, as OpenCV computes it, replicated to 3 channels."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    thresh = cv2.adaptiveThreshold(
+        gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block_size, c
+    )
+    return np.ascontiguousarray(np.repeat(thresh[:, :, None], 3, axis=2))
+
+
+def static_transform(rgb: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """The deterministic part of preprocessing, applied once per decode (cacheable)."""
+    if cfg.preprocess == "binary":
+        return binarize(rgb, cfg.binary_block_size, cfg.binary_c)
+    return rgb
+
+
+def color_augment(cfg: DataConfig) -> v2.Compose:
+    """ColorJitter + RandomGrayscale on uint8 tensors (training images, ``color`` mode)."""
+    return v2.Compose(
+        [
+            v2.ColorJitter(
+                brightness=cfg.color_brightness,
+                contrast=cfg.color_contrast,
+                saturation=cfg.color_saturation,
+                hue=cfg.color_hue,
+            ),
+            v2.RandomGrayscale(p=cfg.grayscale_p),
+        ]
+    )
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 array -> (3, H, W) uint8 tensor (a view when possible)."""
+    return torch.from_numpy(rgb).permute(2, 0, 1)
+
+
+def prepare_batch(
+    images: Sequence[torch.Tensor],
+    device: torch.device,
+    pre_normalize: bool,
+) -> list[torch.Tensor]:
+    """uint8 (3, H, W) tensors -> float tensors on ``device`` in [0, 1], optionally normalized.
+
+    The copy is non-blocking (pinned memory makes it asynchronous on CUDA) and the conversion
+    and normalization run on the device.
+    """
+    out: list[torch.Tensor] = []
+    mean = std = None
+    if pre_normalize:
+        mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1)
+    for img in images:
+        x = img.to(device, non_blocking=True).float().div_(255.0)
+        if mean is not None and std is not None:
+            x = x.sub_(mean).div_(std)
+        out.append(x)
+    return out

@@ -1,0 +1,458 @@
+"""MLflow tracking: the ONLY module that imports mlflow.
+
+- :class:`Tracker` is what the trainer logs to (one run); :class:`MlflowTracker` writes to an
+  MLflow run, :class:`NullTracker` keeps everything in memory for library use and tests.
+- :class:`TrackingStore` opens the store (``MLFLOW_TRACKING_URI`` or the embedded
+  ``sqlite:///mlruns/mlflow.db``), creates experiments and parent/child runs, ends them with a
+  status, and reads runs, metric histories (in bulk) and artifacts back for the report, the
+  threshold search and ``predict``.
+
+The names of tags, metrics and artifacts are DESIGN.md's tracking contract.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from digitexp.errors import TrackingError
+
+log = logging.getLogger("digitexp.tracking")
+
+DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+TAG_PREFIX = "digitexp."
+TAG_SPEC = "digitexp.spec"
+TAG_VARIANT = "digitexp.variant"
+TAG_SEED = "digitexp.seed"
+TAG_PRESET = "digitexp.preset"
+TAG_GIT = "digitexp.git_commit"
+TAG_CONFIG_HASH = "digitexp.config_hash"
+TAG_KIND = "digitexp.kind"
+TAG_SOURCE_RUN = "digitexp.source_run"
+TAG_DATA = "digitexp.data_root"
+TAG_ERROR = "digitexp.error"
+PARENT_TAG = "mlflow.parentRunId"
+
+RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
+
+
+def default_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def mask_uri(uri: str) -> str:
+    """The URI with any password replaced by ``***`` (safe to print and log)."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", uri)
+    if parts.password is None:
+        return uri
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def git_commit(path: Path | None = None) -> str:
+    """The current commit of the repository holding ``path`` (or the cwd), or 'unknown'."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=path or Path.cwd(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :])
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return "(" + ", ".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- trackers
+
+
+class Tracker(Protocol):
+    """What the trainer logs to: one run."""
+
+    @property
+    def run_id(self) -> str | None: ...
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+
+    def log_dict(self, obj: Any, artifact_file: str) -> None: ...
+
+    def log_text(self, text: str, artifact_file: str) -> None: ...
+
+
+@dataclass
+class NullTracker:
+    """Keeps params, metrics and tags in memory; artifacts are not stored."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, list[tuple[int | None, float]]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str | None:
+        return None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.params.update(params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            self.metrics.setdefault(key, []).append((step, float(value)))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.tags.update(tags)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.artifacts.append(f"{artifact_path}/{path.name}" if artifact_path else path.name)
+
+    def log_dict(self, obj: Any, artifact_file: str) -> None:
+        self.artifacts.append(artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.artifacts.append(artifact_file)
+
+
+class MlflowTracker:
+    """Logs to one MLflow run through the client API (batched metrics)."""
+
+    def __init__(self, store: TrackingStore, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, _param_value(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self._store.call(self._store.client.log_batch, self._run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        if items:
+            self._store.call(self._store.client.log_batch, self._run_id, metrics=items)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        if items:
+            self._store.call(self._store.client.log_batch, self._run_id, tags=items)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self._store.call(self._store.client.log_artifact, self._run_id, str(path), artifact_path)
+
+    def log_dict(self, obj: Any, artifact_file: str) -> None:
+        self.log_text(json.dumps(obj, indent=2), artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / Path(artifact_file).name
+            local.write_text(text, encoding="utf-8")
+            parent = str(Path(artifact_file).parent)
+            self.log_artifact(local, None if parent == "." else parent)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as the report and the search see it."""
+
+    run_id: str
+    experiment: str
+    name: str
+    status: str
+    start_time: int
+    end_time: int | None
+    tags: Mapping[str, str]
+    params: Mapping[str, str]
+    metrics: Mapping[str, float]
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.tags.get(PARENT_TAG)
+
+    def tag(self, key: str, default: str = "") -> str:
+        return self.tags.get(key, default)
+
+
+History = dict[str, dict[str, list[tuple[int, float]]]]
+
+
+class TrackingStore:
+    """One MLflow tracking store (embedded sqlite or a server)."""
+
+    def __init__(self, uri: str | None = None) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri or default_uri()
+        db = _sqlite_path(self.uri)
+        if db is not None:
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TrackingError(
+                    f"{db.parent}: cannot create the store folder ({exc})"
+                ) from None
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self._experiments: dict[str, str] = {}
+
+    @property
+    def masked_uri(self) -> str:
+        return mask_uri(self.uri)
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call the MLflow client, turning store failures into one-line TrackingErrors."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise TrackingError(f"{self.masked_uri}: {message[:300]}") from None
+        except OSError as exc:
+            raise TrackingError(f"{self.masked_uri}: {exc}") from None
+
+    # ----------------------------------------------------------------- writing
+
+    def _artifact_location(self, name: str) -> str | None:
+        db = _sqlite_path(self.uri)
+        if db is None:
+            return None
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "experiment"
+        return (db.parent.resolve() / "artifacts" / slug).as_uri()
+
+    def experiment_id(self, name: str, *, create: bool = True) -> str | None:
+        if name in self._experiments:
+            return self._experiments[name]
+        exp = self.call(self.client.get_experiment_by_name, name)
+        if exp is None:
+            if not create:
+                return None
+            try:
+                exp_id = self.call(
+                    self.client.create_experiment, name, self._artifact_location(name)
+                )
+            except TrackingError:  # created concurrently by another process
+                exp = self.call(self.client.get_experiment_by_name, name)
+                if exp is None:
+                    raise
+                exp_id = exp.experiment_id
+        else:
+            if exp.lifecycle_stage == "deleted":
+                raise TrackingError(
+                    f"{self.masked_uri}: experiment {name!r} is deleted; restore it in the "
+                    "MLflow UI or pick another with --experiment"
+                )
+            exp_id = exp.experiment_id
+        self._experiments[name] = exp_id
+        return exp_id
+
+    def create_run(
+        self,
+        experiment: str,
+        name: str,
+        tags: Mapping[str, str],
+        parent_id: str | None = None,
+    ) -> MlflowTracker:
+        exp_id = self.experiment_id(experiment)
+        all_tags = dict(tags)
+        if parent_id:
+            all_tags[PARENT_TAG] = parent_id
+        run = self.call(self.client.create_run, exp_id, tags=all_tags, run_name=name)
+        return MlflowTracker(self, run.info.run_id)
+
+    def end_run(self, run_id: str, status: RunStatus) -> None:
+        self.call(self.client.set_terminated, run_id, status)
+
+    @contextmanager
+    def system_metrics(self, run_id: str) -> Iterator[None]:
+        """Sample CPU/GPU/memory into the run while the block runs (when psutil is present)."""
+        monitor = None
+        if os.environ.get("DIGITEXP_SYSTEM_METRICS", "1") != "0":
+            try:
+                import psutil  # noqa: F401
+                from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+                monitor = SystemMetricsMonitor(run_id, tracking_uri=self.uri)
+                monitor.start()
+            except Exception as exc:  # system metrics are a nicety: never fail a run for them
+                log.debug("system metrics off: %s", exc)
+                monitor = None
+        try:
+            yield
+        finally:
+            if monitor is not None:
+                try:
+                    monitor.finish()
+                except Exception as exc:
+                    log.debug("system metrics monitor did not stop cleanly: %s", exc)
+
+    # ----------------------------------------------------------------- reading
+
+    def experiment_names(self) -> list[str]:
+        exps = self.call(self.client.search_experiments)
+        return [e.name for e in exps]
+
+    def runs(
+        self,
+        experiments: Sequence[str] | None = None,
+        filter_string: str = "",
+        *,
+        include_active: bool = True,
+    ) -> list[RunRecord]:
+        """All runs of the named experiments (all experiments when None), newest first."""
+        names = list(experiments) if experiments is not None else self.experiment_names()
+        ids: dict[str, str] = {}
+        for name in names:
+            exp_id = self.experiment_id(name, create=False)
+            if exp_id is not None:
+                ids[exp_id] = name
+        if not ids:
+            return []
+        out: list[RunRecord] = []
+        token = None
+        while True:
+            page = self.call(
+                self.client.search_runs,
+                list(ids),
+                filter_string,
+                max_results=1000,
+                order_by=["attributes.start_time DESC"],
+                page_token=token,
+            )
+            for run in page:
+                out.append(
+                    RunRecord(
+                        run_id=run.info.run_id,
+                        experiment=ids[run.info.experiment_id],
+                        name=run.info.run_name or "",
+                        status=run.info.status,
+                        start_time=run.info.start_time or 0,
+                        end_time=run.info.end_time,
+                        tags=dict(run.data.tags),
+                        params=dict(run.data.params),
+                        metrics=dict(run.data.metrics),
+                    )
+                )
+            token = page.token
+            if not token:
+                break
+        if not include_active:
+            out = [r for r in out if r.status != "RUNNING"]
+        return out
+
+    def get_run(self, run_id: str) -> RunRecord:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            raise TrackingError(f"{self.masked_uri}: no run with id {run_id!r}") from None
+        exp = self.call(self.client.get_experiment, run.info.experiment_id)
+        return RunRecord(
+            run_id=run.info.run_id,
+            experiment=exp.name,
+            name=run.info.run_name or "",
+            status=run.info.status,
+            start_time=run.info.start_time or 0,
+            end_time=run.info.end_time,
+            tags=dict(run.data.tags),
+            params=dict(run.data.params),
+            metrics=dict(run.data.metrics),
+        )
+
+    def metric_histories(self, run_ids: Sequence[str], keys: Iterable[str]) -> History:
+        """``{run_id: {key: [(step, value), ...]}}``, one bulk query per key and 100 runs."""
+        out: History = {rid: {} for rid in run_ids}
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        bulk = getattr(store, "get_metric_history_bulk_interval", None)
+        for key in keys:
+            for i in range(0, len(run_ids), 100):
+                chunk = list(run_ids[i : i + 100])
+                if bulk is not None:
+                    metrics = self.call(bulk, chunk, key, 10_000, None, None)
+                    for m in metrics:
+                        out[m.run_id].setdefault(key, []).append((int(m.step), float(m.value)))
+                else:  # pragma: no cover - stores without the bulk endpoint
+                    for rid in chunk:
+                        for m in self.call(self.client.get_metric_history, rid, key):
+                            out[rid].setdefault(key, []).append((int(m.step), float(m.value)))
+        for per_run in out.values():
+            for key, points in per_run.items():
+                per_run[key] = _last_per_step(points)
+        return out
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
+        return [a.path for a in self.call(self.client.list_artifacts, run_id, path)]
+
+    def download_artifact(self, run_id: str, path: str, dst: Path) -> Path:
+        """Download one artifact file or folder into ``dst``; TrackingError when it is absent."""
+        dst.mkdir(parents=True, exist_ok=True)
+        parent = str(Path(path).parent)
+        names = self.list_artifacts(run_id, None if parent == "." else parent)
+        if path not in names:
+            raise TrackingError(f"run {run_id}: no artifact {path!r}")
+        local = self.call(self.client.download_artifacts, run_id, path, str(dst))
+        return Path(local)
+
+    def copy_artifact(self, run_id: str, path: str, dst: Path) -> Path:
+        """Like download_artifact, but to an exact file path."""
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self.download_artifact(run_id, path, Path(tmp))
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, dst)
+        return dst
+
+
+def _last_per_step(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """One value per step (the last one logged), sorted by step."""
+    by_step: dict[int, float] = {}
+    for step, value in points:
+        by_step[step] = value
+    return sorted(by_step.items())
