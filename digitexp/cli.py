@@ -270,6 +270,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- report
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from digitexp.report import generate
+    from digitexp.tracking import TrackingStore
+
+    summary = generate(
+        TrackingStore(),
+        Path(args.out),
+        ablations=Path(args.ablations),
+        specs=args.spec,
+        preset=args.preset,
+    )
+    print(
+        f"wrote {summary.out / 'README.md'}: {len(summary.specs)} spec(s), {summary.runs} run(s)"
+        f" counted, {summary.left_out} left out, in {summary.seconds:.1f} s"
+    )
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- ui
 
 
@@ -365,6 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--device")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="rebuild reports/: tables and curves from MLflow")
+    p.add_argument("--out", default="reports")
+    p.add_argument("--spec", action="append", help="only this spec (repeatable)")
+    p.add_argument("--preset", help="only runs made with this preset")
+    p.add_argument("--ablations", default="ablations", help="folder of spec files")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("ui", help="the MLflow UI over the same store (127.0.0.1)")
     p.add_argument("--host", default="127.0.0.1")

@@ -408,25 +408,42 @@ class TrackingStore:
         )
 
     def metric_histories(self, run_ids: Sequence[str], keys: Iterable[str]) -> History:
-        """``{run_id: {key: [(step, value), ...]}}``, one bulk query per key and 100 runs."""
+        """``{run_id: {key: [(step, value), ...]}}`` in bulk: one query per key and 100 runs.
+
+        The embedded sqlite store answers one SQL query per key; a tracking server, its bulk
+        endpoint; other stores fall back to one call per run and key.
+        """
         out: History = {rid: {} for rid in run_ids}
         store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
-        bulk = getattr(store, "get_metric_history_bulk_interval", None)
+        sql_bulk = getattr(store, "get_metric_history_bulk", None)
+        rest_bulk = getattr(store, "get_metric_history_bulk_interval", None)
         for key in keys:
             for i in range(0, len(run_ids), 100):
                 chunk = list(run_ids[i : i + 100])
-                if bulk is not None:
-                    metrics = self.call(bulk, chunk, key, 10_000, None, None)
-                    for m in metrics:
-                        out[m.run_id].setdefault(key, []).append((int(m.step), float(m.value)))
-                else:  # pragma: no cover - stores without the bulk endpoint
-                    for rid in chunk:
-                        for m in self.call(self.client.get_metric_history, rid, key):
-                            out[rid].setdefault(key, []).append((int(m.step), float(m.value)))
+                if sql_bulk is not None:
+                    metrics = self.call(sql_bulk, chunk, key, 10_000_000)
+                elif rest_bulk is not None:
+                    metrics = self.call(rest_bulk, chunk, key, 10_000, None, None)
+                else:  # pragma: no cover - stores without a bulk endpoint
+                    metrics = [
+                        m
+                        for rid in chunk
+                        for m in self._with_run_id(
+                            rid, self.call(self.client.get_metric_history, rid, key)
+                        )
+                    ]
+                for m in metrics:
+                    out[m.run_id].setdefault(key, []).append((int(m.step), float(m.value)))
         for per_run in out.values():
             for key, points in per_run.items():
                 per_run[key] = _last_per_step(points)
         return out
+
+    @staticmethod
+    def _with_run_id(run_id: str, metrics: Iterable[Any]) -> list[Any]:
+        from mlflow.entities.metric import MetricWithRunId
+
+        return [MetricWithRunId(m, run_id) for m in metrics]
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
         return [a.path for a in self.call(self.client.list_artifacts, run_id, path)]

@@ -1,0 +1,278 @@
+"""The metrics of :mod:`digitexp.evaluate`, vectorized for many subsets of one candidate pool.
+
+The threshold search scores hundreds of detection subsets (one per trial) drawn from the same
+cached candidates of one split. :class:`CandidatePool` precomputes everything that does not
+depend on the subset (detection/ground-truth IoUs, the digit-accuracy match of every
+candidate, the ground-truth numbers) and :meth:`CandidatePool.score` then returns exactly
+what :func:`digitexp.evaluate.evaluate` returns for those detections:
+
+- COCO mAP / AP50 / AP75 replicate pycocotools' ``COCOeval`` for bbox (area "all",
+  maxDets 100, no crowd ground truth): per image and category the detections are taken in
+  stable score order and greedily matched to the unmatched ground truth of highest IoU >= t
+  (ties to the later one), then accumulated per category in pycocotools' concatenation
+  order with the same 101-point interpolated precision.
+- digit accuracy and Task-2 number accuracy as DESIGN.md defines them.
+
+The tests check equality with pycocotools on random pools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from digitexp.config import EvalConfig
+from digitexp.data.coco import Split
+from digitexp.evaluate import Detections, box_iou, predicted_number, read_number
+
+IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+MAX_DETS = 100
+_MAX_EXACT = 10**17  # below this a running number * 10 + digit stays exact in int64
+
+
+def _coco_iou(d: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """pycocotools' bbIou for xywh boxes (no crowd), in the same float64 operations."""
+    dx, dy, dw, dh = (d[:, i : i + 1] for i in range(4))
+    gx, gy, gw, gh = (g[None, :, i] for i in range(4))
+    w = np.minimum(dx + dw, gx + gw) - np.maximum(dx, gx)
+    h = np.minimum(dy + dh, gy + gh) - np.maximum(dy, gy)
+    inter = np.where((w > 0) & (h > 0), w * h, 0.0)
+    union = dw * dh + gw * gh - inter
+    return np.where((w > 0) & (h > 0), inter / union, 0.0)
+
+
+def _xywh(xyxy: np.ndarray) -> np.ndarray:
+    """[x, y, w, h] as coco_results / Split.coco_gt write them: w = x2 - x1 in float64."""
+    b = xyxy.astype(np.float64)
+    return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+
+
+@dataclass(frozen=True)
+class PoolDetections:
+    """Candidates of one split, image-major (ascending image id), score-descending inside."""
+
+    image: np.ndarray  # (N,) index into image_ids
+    boxes: np.ndarray  # (N, 4) xyxy, the float32 values as float64
+    scores: np.ndarray  # (N,) float64
+    labels: np.ndarray  # (N,) int64, 1..10
+
+
+class CandidatePool:
+    """Precomputed scoring of any subset of a fixed set of candidate detections."""
+
+    def __init__(self, split: Split, image_ids: Sequence[int], dets: PoolDetections) -> None:
+        self.split = split
+        self.image_ids = np.asarray(image_ids, dtype=np.int64)
+        if np.any(np.diff(self.image_ids) <= 0):
+            raise ValueError("image_ids must be strictly ascending")
+        self.dets = dets
+        self.n = len(dets.scores)
+        self.num_images = len(self.image_ids)
+        self._prepare_ground_truth()
+        self._prepare_coco()
+        self._prepare_digit_match()
+
+    # ----------------------------------------------------------------- set-up
+
+    def _prepare_ground_truth(self) -> None:
+        self.gt_boxes = [self.split.boxes[int(i)] for i in self.image_ids]
+        self.gt_labels = [self.split.labels[int(i)] for i in self.image_ids]
+        numbers = [
+            read_number(b, lab) for b, lab in zip(self.gt_boxes, self.gt_labels, strict=True)
+        ]
+        self.gt_number_overflow = any(n >= _MAX_EXACT for n in numbers)
+        self.gt_number = np.array([min(n, _MAX_EXACT) for n in numbers], dtype=np.int64)
+        # ground truth per category over the split (npig in pycocotools)
+        all_labels = np.concatenate(self.gt_labels) if self.gt_labels else np.zeros(0, np.int64)
+        self.npig = np.bincount(all_labels, minlength=11)
+
+    def _prepare_coco(self) -> None:
+        """IoU of every candidate with the same-category ground truth of its image."""
+        d = self.dets
+        per_group: dict[tuple[int, int], np.ndarray] = {}
+        gmax = 1
+        for i, (boxes, labels) in enumerate(zip(self.gt_boxes, self.gt_labels, strict=True)):
+            for cat in np.unique(labels):
+                xywh = _xywh(boxes[labels == cat])
+                per_group[(i, int(cat))] = xywh
+                gmax = max(gmax, len(xywh))
+        self.coco_iou = np.full((self.n, gmax), -1.0)
+        dt_xywh = _xywh(d.boxes)
+        order = np.lexsort((d.labels, d.image))
+        keys = np.stack([d.image[order], d.labels[order]], axis=1)
+        starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)])
+        ends = np.r_[starts[1:], len(order)]
+        for s, e in zip(starts, ends, strict=True):
+            idx = order[s:e]
+            gt = per_group.get((int(d.image[idx[0]]), int(d.labels[idx[0]])))
+            if gt is not None:
+                self.coco_iou[idx, : len(gt)] = _coco_iou(dt_xywh[idx], gt)
+        # (image, category) group of every candidate, for the per-group ranks of a subset
+        self.group = d.image * 11 + d.labels
+
+    def _prepare_digit_match(self) -> None:
+        """Digit accuracy: each candidate's best-IoU ground truth in its image (any digit)."""
+        d = self.dets
+        self.digit_has_gt = np.zeros(self.n, dtype=bool)
+        self.digit_best_iou = np.zeros(self.n)
+        self.digit_label_ok = np.zeros(self.n, dtype=bool)
+        bounds = np.searchsorted(d.image, np.arange(self.num_images + 1))
+        for i in range(self.num_images):
+            s, e = bounds[i], bounds[i + 1]
+            gt_boxes, gt_labels = self.gt_boxes[i], self.gt_labels[i]
+            if s == e or len(gt_labels) == 0:
+                continue
+            ious = box_iou(d.boxes[s:e], gt_boxes.astype(np.float64))
+            best = ious.argmax(axis=1)
+            self.digit_has_gt[s:e] = True
+            self.digit_best_iou[s:e] = ious[np.arange(len(best)), best]
+            self.digit_label_ok[s:e] = d.labels[s:e] == gt_labels[best]
+
+    # ----------------------------------------------------------------- scoring
+
+    def score(self, selected: np.ndarray, cfg: EvalConfig) -> dict[str, float]:
+        """The metrics of the detections ``selected`` (a boolean mask over the pool)."""
+        idx = np.flatnonzero(selected)
+        metrics = self._coco(idx)
+        metrics["digit_acc"] = self._digit_accuracy(idx, cfg.digit_iou)
+        metrics["number_acc"] = self._number_accuracy(idx, cfg)
+        return metrics
+
+    def _coco(self, idx: np.ndarray) -> dict[str, float]:
+        if idx.size == 0 or self.npig.sum() == 0:
+            return {"map": 0.0, "map50": 0.0, "map75": 0.0}
+        # per (image, category): detections in score order, at most MAX_DETS
+        group = self.group[idx]
+        order = np.lexsort((-self.dets.scores[idx], group))  # stable: keeps pool order on ties
+        idx, group = idx[order], group[order]
+        rank = _rank_in_runs(group)
+        keep = rank < MAX_DETS
+        idx, group, rank = idx[keep], group[keep], rank[keep]
+        matched = self._match(idx, group, rank)
+        return self._accumulate(idx, matched)
+
+    def _match(self, idx: np.ndarray, group: np.ndarray, rank: np.ndarray) -> np.ndarray:
+        """(T, n) bool: detection matched at each IoU threshold (pycocotools' greedy rule)."""
+        n, gmax = len(idx), self.coco_iou.shape[1]
+        thr = np.minimum(IOU_THRS, 1 - 1e-10)
+        matched = np.zeros((len(IOU_THRS), n), dtype=bool)
+        _, group_id = np.unique(group, return_inverse=True)
+        taken = np.zeros((group_id.max() + 1 if n else 0, len(IOU_THRS), gmax), dtype=bool)
+        ious_all = self.coco_iou[idx]
+        for r in range(int(rank.max()) + 1 if n else 0):
+            at = np.flatnonzero(rank == r)
+            g = group_id[at]
+            ious = ious_all[at][:, None, :]  # (m, 1, G)
+            eligible = (ious >= thr[None, :, None]) & ~taken[g]  # (m, T, G)
+            values = np.where(eligible, ious, -np.inf)
+            last_best = gmax - 1 - np.argmax(values[:, :, ::-1], axis=2)  # ties -> later gt
+            hit = eligible.any(axis=2)
+            rows, ts = np.nonzero(hit)
+            taken[g[rows], ts, last_best[rows, ts]] = True
+            matched[:, at] = hit.T
+        return matched
+
+    def _accumulate(self, idx: np.ndarray, matched: np.ndarray) -> dict[str, float]:
+        """pycocotools' accumulate + summarize for area 'all', maxDets 100."""
+        labels = self.dets.labels[idx]
+        scores = self.dets.scores[idx]
+        precision = -np.ones((len(IOU_THRS), len(REC_THRS), 10))
+        for k, cat in enumerate(range(1, 11)):
+            npig = int(self.npig[cat])
+            if npig == 0:
+                continue
+            # idx is ordered by image (ascending id), then score: pycocotools' concatenation
+            # order; it then sorts by score with a stable mergesort
+            mine = np.flatnonzero(labels == cat)
+            mine = mine[np.argsort(-scores[mine], kind="mergesort")]
+            precision[:, :, k] = self._precision(matched[:, mine], npig)
+
+        def mean(s: np.ndarray) -> float:
+            return float(np.mean(s[s > -1])) if np.any(s > -1) else -1.0
+
+        t50 = np.where(IOU_THRS == 0.5)[0]
+        t75 = np.where(IOU_THRS == 0.75)[0]
+        return {
+            "map": mean(precision),
+            "map50": mean(precision[t50]),
+            "map75": mean(precision[t75]),
+        }
+
+    @staticmethod
+    def _precision(tps: np.ndarray, npig: int) -> np.ndarray:
+        """(T, R) interpolated precision at the recall thresholds for one category."""
+        nd = tps.shape[1]
+        q = np.zeros((tps.shape[0], len(REC_THRS)))
+        if nd == 0:
+            return q
+        tp_sum = np.cumsum(tps, axis=1).astype(dtype=float)
+        fp_sum = np.cumsum(~tps, axis=1).astype(dtype=float)
+        for t in range(tps.shape[0]):
+            tp, fp = tp_sum[t], fp_sum[t]
+            rc = tp / npig
+            pr = tp / (fp + tp + np.spacing(1))
+            pr = np.maximum.accumulate(pr[::-1])[::-1]
+            inds = np.searchsorted(rc, REC_THRS, side="left")
+            valid = inds < nd
+            q[t, valid] = pr[inds[valid]]
+        return q
+
+    def _digit_accuracy(self, idx: np.ndarray, iou: float) -> float:
+        has_gt = self.digit_has_gt[idx]
+        matched = has_gt & (self.digit_best_iou[idx] > iou)
+        counted = int((~has_gt).sum() + matched.sum())
+        correct = int((matched & self.digit_label_ok[idx]).sum())
+        return correct / counted if counted else 0.0
+
+    def _number_accuracy(self, idx: np.ndarray, cfg: EvalConfig) -> float:
+        if self.num_images == 0:
+            return 0.0
+        if cfg.agnostic_nms or self.gt_number_overflow:
+            return self._number_accuracy_per_image(idx, cfg)
+        d = self.dets
+        idx = idx[d.scores[idx] > cfg.score_thresh]
+        image = d.image[idx]
+        order = np.lexsort((d.boxes[idx, 0], image))  # by image, then x_min (stable)
+        idx, image = idx[order], image[order]
+        value = np.full(self.num_images, -1, dtype=np.int64)
+        overflow = np.zeros(self.num_images, dtype=bool)
+        if idx.size:
+            pos = _rank_in_runs(image)
+            value[np.unique(image)] = 0
+            digits = d.labels[idx] - 1
+            for p in range(int(pos.max()) + 1):
+                at = pos == p
+                img = image[at]
+                overflow[img] |= value[img] >= _MAX_EXACT
+                value[img] = np.where(overflow[img], value[img], value[img] * 10 + digits[at])
+        # a number of more than 17 significant digits never equals a house number
+        right = (value == self.gt_number) & ~overflow
+        return float(right.sum()) / self.num_images
+
+    def _number_accuracy_per_image(self, idx: np.ndarray, cfg: EvalConfig) -> float:
+        d = self.dets
+        bounds = np.searchsorted(d.image[idx], np.arange(self.num_images + 1))
+        right = 0
+        for i in range(self.num_images):
+            sel = idx[bounds[i] : bounds[i + 1]]
+            det = Detections(
+                int(self.image_ids[i]),
+                d.boxes[sel].astype(np.float32),
+                d.scores[sel].astype(np.float32),
+                d.labels[sel],
+            )
+            truth = read_number(self.gt_boxes[i], self.gt_labels[i])
+            right += int(predicted_number(det, cfg) == truth)
+        return right / self.num_images
+
+
+def _rank_in_runs(keys: np.ndarray) -> np.ndarray:
+    """Position of each element inside its run of equal consecutive keys."""
+    if keys.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.r_[True, keys[1:] != keys[:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(keys)), 0))
+    return np.arange(len(keys)) - start
