@@ -46,7 +46,11 @@ class Detections:
 
 
 def coco_results(detections: Iterable[Detections]) -> list[dict[str, Any]]:
-    """COCO results: ``{image_id, bbox [x, y, w, h], score, category_id}`` per detection."""
+    """COCO results: ``{image_id, bbox [x, y, w, h], score, category_id}`` per detection.
+
+    Values are kept at full precision (no rounding), so that a results file re-scored later
+    gives exactly the metrics computed in memory.
+    """
     out: list[dict[str, Any]] = []
     for det in detections:
         for box, score, label in zip(
@@ -56,8 +60,8 @@ def coco_results(detections: Iterable[Detections]) -> list[dict[str, Any]]:
             out.append(
                 {
                     "image_id": det.image_id,
-                    "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
-                    "score": round(score, 5),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": score,
                     "category_id": int(label),
                 }
             )

@@ -110,8 +110,14 @@ class CandidatePool:
             gt = per_group.get((int(d.image[idx[0]]), int(d.labels[idx[0]])))
             if gt is not None:
                 self.coco_iou[idx, : len(gt)] = _coco_iou(dt_xywh[idx], gt)
-        # (image, category) group of every candidate, for the per-group ranks of a subset
+        self.coco_best = self.coco_iou.max(axis=1)
+        # (image, category) group of every candidate; the pool in group order (stable, so
+        # score order inside a group) and in category-then-score order (stable, so ties
+        # keep image order): a trial filters these orders instead of sorting
         self.group = d.image * 11 + d.labels
+        self.order_group = np.argsort(self.group, kind="stable")
+        by_score = np.argsort(-d.scores, kind="stable")
+        self.order_category = by_score[np.argsort(d.labels[by_score], kind="stable")]
 
     def _prepare_digit_match(self) -> None:
         """Digit accuracy: each candidate's best-IoU ground truth in its image (any digit)."""
@@ -136,23 +142,28 @@ class CandidatePool:
     def score(self, selected: np.ndarray, cfg: EvalConfig) -> dict[str, float]:
         """The metrics of the detections ``selected`` (a boolean mask over the pool)."""
         idx = np.flatnonzero(selected)
-        metrics = self._coco(idx)
+        metrics = self._coco(selected)
         metrics["digit_acc"] = self._digit_accuracy(idx, cfg.digit_iou)
         metrics["number_acc"] = self._number_accuracy(idx, cfg)
         return metrics
 
-    def _coco(self, idx: np.ndarray) -> dict[str, float]:
-        if idx.size == 0 or self.npig.sum() == 0:
+    def _coco(self, selected: np.ndarray) -> dict[str, float]:
+        if not selected.any() or self.npig.sum() == 0:
             return {"map": 0.0, "map50": 0.0, "map75": 0.0}
-        # per (image, category): detections in score order, at most MAX_DETS
+        # per (image, category): detections in score order (the precomputed group order
+        # filtered by the mask, no sort per trial), at most MAX_DETS
+        idx = self.order_group[selected[self.order_group]]
         group = self.group[idx]
-        order = np.lexsort((-self.dets.scores[idx], group))  # stable: keeps pool order on ties
-        idx, group = idx[order], group[order]
-        rank = _rank_in_runs(group)
-        keep = rank < MAX_DETS
-        idx, group, rank = idx[keep], group[keep], rank[keep]
-        matched = self._match(idx, group, rank)
-        return self._accumulate(idx, matched)
+        keep = _rank_in_runs(group) < MAX_DETS
+        idx, group = idx[keep], group[keep]
+        counted = np.zeros(self.n, dtype=bool)
+        counted[idx] = True
+        # only detections reaching IoU 0.5 with some ground truth can match: the greedy
+        # matching runs over those alone (the others never take a ground truth)
+        can = self.coco_best[idx] >= IOU_THRS[0]
+        sub, sub_group = idx[can], group[can]
+        matched = self._match(sub, sub_group, _rank_in_runs(sub_group))
+        return self._accumulate(counted, sub, matched)
 
     def _match(self, idx: np.ndarray, group: np.ndarray, rank: np.ndarray) -> np.ndarray:
         """(T, n) bool: detection matched at each IoU threshold (pycocotools' greedy rule)."""
@@ -175,20 +186,34 @@ class CandidatePool:
             matched[:, at] = hit.T
         return matched
 
-    def _accumulate(self, idx: np.ndarray, matched: np.ndarray) -> dict[str, float]:
-        """pycocotools' accumulate + summarize for area 'all', maxDets 100."""
-        labels = self.dets.labels[idx]
-        scores = self.dets.scores[idx]
+    def _accumulate(
+        self, counted: np.ndarray, sub: np.ndarray, matched: np.ndarray
+    ) -> dict[str, float]:
+        """pycocotools' accumulate + summarize for area 'all', maxDets 100.
+
+        pycocotools concatenates, per category, the images' detections in ascending image id
+        and sorts them by score with a stable mergesort: the precomputed category order,
+        filtered by the mask, is exactly that. Only the matched detections (``sub`` where
+        ``matched``) raise precision, so the interpolated precision is computed at their
+        positions in that order.
+        """
+        order = self.order_category[counted[self.order_category]]
+        labels = self.dets.labels[order]
+        bounds = np.searchsorted(labels, np.arange(1, 12))
+        position = np.empty(self.n, dtype=np.int64)
+        position[order] = np.arange(len(order)) - bounds[labels - 1]
+        sub_labels = self.dets.labels[sub]
+        sub_position = position[sub]
         precision = -np.ones((len(IOU_THRS), len(REC_THRS), 10))
         for k, cat in enumerate(range(1, 11)):
             npig = int(self.npig[cat])
             if npig == 0:
                 continue
-            # idx is ordered by image (ascending id), then score: pycocotools' concatenation
-            # order; it then sorts by score with a stable mergesort
-            mine = np.flatnonzero(labels == cat)
-            mine = mine[np.argsort(-scores[mine], kind="mergesort")]
-            precision[:, :, k] = self._precision(matched[:, mine], npig)
+            nd = int(bounds[k + 1] - bounds[k])
+            mine = sub_labels == cat
+            for t in range(len(IOU_THRS)):
+                tp_positions = np.sort(sub_position[mine][matched[t, mine]])
+                precision[t, :, k] = _interpolated_precision(tp_positions, nd, npig)
 
         def mean(s: np.ndarray) -> float:
             return float(np.mean(s[s > -1])) if np.any(s > -1) else -1.0
@@ -200,25 +225,6 @@ class CandidatePool:
             "map50": mean(precision[t50]),
             "map75": mean(precision[t75]),
         }
-
-    @staticmethod
-    def _precision(tps: np.ndarray, npig: int) -> np.ndarray:
-        """(T, R) interpolated precision at the recall thresholds for one category."""
-        nd = tps.shape[1]
-        q = np.zeros((tps.shape[0], len(REC_THRS)))
-        if nd == 0:
-            return q
-        tp_sum = np.cumsum(tps, axis=1).astype(dtype=float)
-        fp_sum = np.cumsum(~tps, axis=1).astype(dtype=float)
-        for t in range(tps.shape[0]):
-            tp, fp = tp_sum[t], fp_sum[t]
-            rc = tp / npig
-            pr = tp / (fp + tp + np.spacing(1))
-            pr = np.maximum.accumulate(pr[::-1])[::-1]
-            inds = np.searchsorted(rc, REC_THRS, side="left")
-            valid = inds < nd
-            q[t, valid] = pr[inds[valid]]
-        return q
 
     def _digit_accuracy(self, idx: np.ndarray, iou: float) -> float:
         has_gt = self.digit_has_gt[idx]
@@ -267,6 +273,28 @@ class CandidatePool:
             truth = read_number(self.gt_boxes[i], self.gt_labels[i])
             right += int(predicted_number(det, cfg) == truth)
         return right / self.num_images
+
+
+def _interpolated_precision(tp_positions: np.ndarray, nd: int, npig: int) -> np.ndarray:
+    """pycocotools' 101-point interpolated precision of one category at one IoU threshold,
+    from the sorted positions of the true positives among its ``nd`` detections.
+
+    A false positive never raises precision, so the running maximum from the end is attained
+    at true positives; the values are computed with pycocotools' float operations.
+    """
+    q = np.zeros(len(REC_THRS))
+    if nd == 0 or tp_positions.size == 0:
+        return q
+    count = np.arange(1, tp_positions.size + 1)
+    tp = count.astype(dtype=float)
+    fp = (tp_positions + 1 - count).astype(dtype=float)
+    rc = tp / npig
+    pr = tp / (fp + tp + np.spacing(1))
+    pr = np.maximum.accumulate(pr[::-1])[::-1]
+    inds = np.searchsorted(rc, REC_THRS, side="left")
+    valid = inds < len(rc)
+    q[valid] = pr[inds[valid]]
+    return q
 
 
 def _rank_in_runs(keys: np.ndarray) -> np.ndarray:

@@ -26,12 +26,14 @@ import pandas as pd
 
 from digitexp import fsutil
 from digitexp.errors import DigitexpError
+from digitexp.plotting import pyplot, save
 from digitexp.spec import Spec, load_spec
 from digitexp.tracking import (
     TAG_ERROR,
     TAG_KIND,
     TAG_PRESET,
     TAG_SEED,
+    TAG_SOURCE_RUN,
     TAG_SPEC,
     TAG_VARIANT,
     RunRecord,
@@ -361,29 +363,12 @@ def final_config_table(section: Section) -> str:
 # --------------------------------------------------------------------------- figures
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with fsutil.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    _pyplot().close(fig)
-    return path
-
-
 def plot_curves(section: Section) -> Any:
     """Training loss, val mAP and val digit accuracy per epoch: one line per variant (mean over
     seeds, band = min..max over seeds). Returns the matplotlib Figure."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
 
     titles = {"train_loss": "training loss", "val_map": "val mAP", "val_digit_acc": "val digit acc"}
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -416,7 +401,7 @@ def plot_curves(section: Section) -> Any:
 
 
 def curves_figure(section: Section, path: Path) -> Path:
-    return _save(plot_curves(section), path)
+    return save(plot_curves(section), path)
 
 
 def _best_run(section: Section) -> RunValues | None:
@@ -466,7 +451,7 @@ def _draw_examples(
     import matplotlib.patches as patches
     from PIL import Image
 
-    plt = _pyplot()
+    plt = pyplot()
 
     gt = json.loads(gt_path.read_text())
     images = sorted(gt.get("images", []), key=lambda i: i["id"])[:count]
@@ -502,7 +487,7 @@ def _draw_examples(
         fontsize=9,
     )
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # --------------------------------------------------------------------------- the report
@@ -537,6 +522,56 @@ def _final_std(all_runs: Sequence[RunRecord], preset: str | None) -> dict[str, f
         if "best_val_map" in r.metrics:
             by_preset.setdefault(r.tag(TAG_PRESET, "none"), []).append(r.metrics["best_val_map"])
     return {p: (statistics.stdev(v) if len(v) > 1 else None) for p, v in by_preset.items()}
+
+
+def search_section(all_runs: Sequence[RunRecord]) -> str:
+    """One table of the threshold searches (`digitexp search`): the spec's thresholds against
+    the best ones found, per source run (the latest finished search per run, split, study)."""
+    latest: dict[tuple[str, str, str], RunRecord] = {}
+    for run in sorted(all_runs, key=lambda r: (r.start_time, r.run_id)):
+        if run.tag(TAG_KIND) == "search" and run.status == "FINISHED":
+            key = (run.tag(TAG_SOURCE_RUN), run.tag("digitexp.split"), run.tag("digitexp.study"))
+            latest[key] = run
+    if not latest:
+        return ""
+
+    def pair(run: RunRecord, prefix: str) -> str:
+        m = run.metrics
+        if f"{prefix}_map" not in m:
+            return "–"
+        if prefix == "default":
+            score = run.params.get("default_box_score_thresh", "?")
+            nms = run.params.get("default_box_nms_thresh", "?")
+        else:
+            score = _num(m.get(f"{prefix}_box_score_thresh"), 2)
+            nms = _num(m.get(f"{prefix}_box_nms_thresh"), 2)
+        return (
+            f"score {score}, NMS {nms}: mAP {_num(m[f'{prefix}_map'])}, "
+            f"Task-2 {_num(m[f'{prefix}_number_acc'])}"
+        )
+
+    lines = [
+        "## Threshold searches (`digitexp search`)\n",
+        "Each row: the RoI heads' thresholds of the spec against the best ones an Optuna study "
+        "found on the run's cached detections (no retraining).\n",
+        "| source run | split | trials | spec's thresholds | best for val mAP | best for Task-2 |",
+        "|---|---|---|---|---|---|",
+    ]
+    sets = []
+    for run in sorted(
+        latest.values(), key=lambda r: (r.tag(TAG_SPEC), r.tag(TAG_VARIANT), r.run_id)
+    ):
+        source = f"`{run.tag(TAG_SPEC)}/{run.tag(TAG_VARIANT)}/s{run.tag(TAG_SEED)}`"
+        trials = int(run.metrics.get("trials_total", 0))
+        lines.append(
+            f"| {source} | {run.tag('digitexp.split')} | {trials} | {pair(run, 'default')} | "
+            f"{pair(run, 'best_map')} | {pair(run, 'best_number_acc')} |"
+        )
+        if run.tag("digitexp.best_set"):
+            sets.append(f"- {source}: `{run.tag('digitexp.best_set')}`")
+    if sets:
+        lines += ["", "To reuse (retraining is not needed for these knobs):", "", *sets]
+    return "\n".join(lines) + "\n"
 
 
 def generate(
@@ -575,6 +610,9 @@ def generate(
     for section in sections:
         body.append(_write_section(section, store, out))
     body.extend(extra_sections)
+    searches = search_section(all_runs)
+    if searches:
+        body.append(searches)
     header = _header(store, sections)
     fsutil.write_text(out / "README.md", header + "\n".join(body))
     return ReportSummary(

@@ -1,0 +1,239 @@
+"""Threshold search: exact equivalence with torchvision, Optuna storage, resumption, MLflow."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ABLATIONS, assert_one_clear_line, new_store, run_subprocess
+from mlflow.tracking import MlflowClient
+
+from digitexp.candidates import CandidateCache, ThresholdEngine, build_cache
+from digitexp.config import apply_overrides
+from digitexp.data.coco import DigitDataset, load_split
+from digitexp.errors import ConfigError
+from digitexp.evaluate import evaluate
+from digitexp.fasteval import CandidatePool
+from digitexp.model import build_model, set_thresholds
+from digitexp.predict import infer
+from digitexp.search import load_source, parse_space
+from digitexp.tracking import TrackingStore
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, synth_root: Path, empty_store_db: Path
+) -> dict:
+    """A tiny real training run (final.py, smoke preset, 3 epochs) in its own store."""
+    tmp = tmp_path_factory.mktemp("trained")
+    uri = new_store(tmp, empty_store_db)
+    result = run_subprocess(
+        "run",
+        ABLATIONS / "final.py",
+        "--preset",
+        "smoke",
+        "--seed",
+        "0",
+        "--data",
+        synth_root,
+        "--set",
+        "train.epochs=3",
+        env={"MLFLOW_TRACKING_URI": uri},
+        cwd=tmp,
+    )
+    assert result.code == 0, result.err
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("final")
+    (child,) = [
+        r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags
+    ]
+    return {"uri": uri, "run_id": child.info.run_id, "tmp": tmp}
+
+
+@pytest.fixture
+def in_store(trained: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
+    monkeypatch.chdir(tmp_path)
+    return trained
+
+
+PAIRS = [(0.0, 0.5), (0.05, 0.3), (0.1, 0.7), (0.02, 0.1), (0.0, 0.9), (0.3, 0.45)]
+
+
+def test_trials_equal_running_the_model_with_the_thresholds(in_store: dict) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        source = load_source(TrackingStore(), in_store["run_id"], Path(tmp))
+    cfg = apply_overrides(source.cfg, {"model.weights": "none"})
+    model = build_model(cfg.model)
+    model.load_state_dict(source.state["model"])
+    split = load_split(Path(cfg.data.root), "valid")
+    dataset = DigitDataset(split, cfg.data, train=False)
+    device = torch.device("cpu")
+    cache = build_cache(
+        model, dataset, device=device, cap=100_000, batch_size=4, pre_normalize=False
+    )
+    assert not cache.truncated.any()
+    engine = ThresholdEngine(cache, cfg.model.box_detections_per_img, min_nms=0.1)
+    pool = CandidatePool(split, cache.image_ids, cache.pool())
+    assert engine.edges > 100  # the untrained-ish model overlaps a lot: NMS has work to do
+    compared = 0
+    for score, nms in PAIRS:
+        set_thresholds(model, score=score, nms=nms, detections=cfg.model.box_detections_per_img)
+        reference = infer(model, dataset, device=device, batch_size=4, pre_normalize=False)
+        ours = {d.image_id: d for d in engine.detections(score, nms)}
+        for det in reference:
+            mine = ours[det.image_id]
+            assert np.array_equal(det.boxes, mine.boxes), (score, nms, det.image_id)
+            assert np.array_equal(det.scores, mine.scores)
+            assert np.array_equal(det.labels, mine.labels)
+            compared += len(det.scores)
+        expected = evaluate(split, reference, cfg.eval)
+        selected = engine.select(score, nms)
+        assert pool.score(selected, cfg.eval) == expected, (score, nms)
+        assert engine.capped_images(score, selected) == 0
+    assert compared > 200
+
+
+def test_cache_round_trip(in_store: dict, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    cache = CandidateCache(
+        image_ids=np.array([3, 7]),
+        image=np.array([0, 0, 1]),
+        boxes=rng.random((3, 4)).astype(np.float32),
+        boxes_original=rng.random((3, 4)).astype(np.float32),
+        scores=np.array([0.9, 0.2, 0.5], np.float32),
+        labels=np.array([1, 2, 3]),
+        truncated=np.array([False, True]),
+        cap=2,
+    )
+    loaded = CandidateCache.load(cache.save(tmp_path / "c.npz"))
+    for name in ("image_ids", "image", "boxes", "boxes_original", "scores", "labels", "truncated"):
+        assert np.array_equal(getattr(cache, name), getattr(loaded, name))
+    assert loaded.cap == 2
+
+
+def test_search_resumes_and_logs_to_mlflow(in_store: dict, tmp_path: Path, cli) -> None:
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    run_id = in_store["run_id"]
+    first = cli(
+        "search", run_id, "--trials", "6", "--seed", "0", "--storage", storage, "--study", "s"
+    )
+    assert first.code == 0, first.err
+    assert "6 new trial(s), 6 in all" in first.out and "one inference pass" in first.out
+    assert "--set model.box_nms_thresh=" in first.out
+    second = cli(
+        "search", run_id, "--trials", "4", "--seed", "1", "--storage", storage, "--study", "s"
+    )
+    assert second.code == 0, second.err
+    assert "4 new trial(s), 10 in all" in second.out and "reused from search run" in second.out
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert len(study.trials) == 10
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    assert {"map", "number_acc", "capped_images"} <= set(study.trials[0].user_attrs)
+    client = MlflowClient(in_store["uri"])
+    source = client.get_run(run_id)
+    searches = client.search_runs(
+        [source.info.experiment_id], "tags.`digitexp.kind` = 'search'", order_by=["start_time ASC"]
+    )
+    assert len(searches) == 2
+    for run in searches:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["digitexp.source_run"] == run_id
+        assert run.data.tags["digitexp.best_set"].startswith("--set model.box_nms_thresh=")
+        names = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {
+            "trials.csv",
+            "pareto_front.png",
+            "optimization_history.png",
+            "best_thresholds.txt",
+        } <= names
+        assert "best_map_map" in run.data.metrics and "default_map" in run.data.metrics
+    first_names = {a.path for a in client.list_artifacts(searches[0].info.run_id, "candidates")}
+    assert first_names == {"candidates/valid-cap300.npz"}
+    assert not client.list_artifacts(searches[1].info.run_id, "candidates")
+    trials_csv = Path(
+        client.download_artifacts(searches[1].info.run_id, "trials.csv", str(tmp_path))
+    )
+    assert len(trials_csv.read_text().strip().splitlines()) == 11  # header + all 10 trials
+
+
+def test_seed_makes_a_search_repeatable(in_store: dict, tmp_path: Path, cli) -> None:
+    import optuna
+
+    params = []
+    for name in ("a", "b"):
+        storage = f"sqlite:///{tmp_path / name}.db"
+        result = cli(
+            "search",
+            in_store["run_id"],
+            "--trials",
+            "5",
+            "--seed",
+            "7",
+            "--objective",
+            "map",
+            "--storage",
+            storage,
+        )
+        assert result.code == 0, result.err
+        study = optuna.load_study(study_name=None, storage=storage)
+        params.append([t.params for t in study.trials])
+    assert params[0] == params[1]
+
+
+def test_report_gains_a_search_section(in_store: dict, tmp_path: Path, cli) -> None:
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    assert cli("search", in_store["run_id"], "--trials", "3", "--storage", storage).code == 0
+    assert cli("report", "--out", tmp_path / "r", "--ablations", ABLATIONS).code == 0
+    readme = (tmp_path / "r" / "README.md").read_text()
+    assert "## Threshold searches" in readme
+    assert "`final/final/s0`" in readme
+    assert "score 0.5, NMS 0.3" in readme  # the spec's thresholds beside the best ones
+
+
+@pytest.mark.parametrize(
+    ("items", "needle"),
+    [
+        ([], "--space: give at least one"),
+        (["box_nms_thresh=0.9"], "expected KEY=LOW:HIGH"),
+        (["box_nms_thresh=0.9:0.1"], "0 <= LOW <= HIGH <= 1"),
+        (["nms=0.1:0.9"], "unknown key 'nms'"),
+        (["box_score_thresh=a:b"], "must be numbers"),
+        (["box_score_thresh=0:1:0.3"], "multiple of STEP"),
+    ],
+)
+def test_bad_space(items: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        parse_space(items)
+
+
+def test_space_defaults_and_grid() -> None:
+    space = parse_space(["box_nms_thresh=0.2:0.4:0.1"])
+    assert space["box_nms_thresh"].grid() == [0.2, 0.3, 0.4]
+    assert (space["box_score_thresh"].low, space["box_score_thresh"].high) == (0.0, 0.95)
+
+
+def test_bad_run_id_and_space_exit_2(in_store: dict, cli) -> None:
+    assert_one_clear_line(cli("search", "0" * 32, "--trials", "1"), "no run with id")
+    assert_one_clear_line(
+        cli("search", in_store["run_id"], "--space"), "--space: give at least one"
+    )
+    assert_one_clear_line(
+        cli("search", in_store["run_id"], "--space", "box_nms_thresh=2:3"), "0 <= LOW <= HIGH <= 1"
+    )
+
+
+def test_run_without_checkpoint_exits_2(in_store: dict, cli) -> None:
+    client = MlflowClient(in_store["uri"])
+    exp = client.get_experiment_by_name("final")
+    parent = client.create_run(exp.experiment_id).info.run_id
+    bare = client.create_run(
+        exp.experiment_id, tags={"mlflow.parentRunId": parent, "digitexp.kind": "train"}
+    ).info.run_id
+    client.set_terminated(bare, "FAILED")
+    assert_one_clear_line(cli("search", bare, "--trials", "1"), bare, "no checkpoints/best.pt")
