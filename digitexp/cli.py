@@ -11,12 +11,13 @@ import logging
 import os
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from digitexp.errors import DataError, DigitexpError
+from digitexp.errors import DigitexpError
 
 log = logging.getLogger("digitexp")
 
@@ -130,7 +131,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {plan.name}: {shown}")
         return EXIT_OK
     store = TrackingStore()
-    outcomes = execute(plans, store, experiment=experiment, preset=args.preset)
+    if args.resume is not None:
+        from digitexp.runner import resume
+
+        outcomes = resume(
+            spec,
+            store,
+            experiment=experiment,
+            run_ids=args.resume,
+            plans=plans,
+            preset=args.preset,
+        )
+    else:
+        outcomes = execute(plans, store, experiment=experiment, preset=args.preset)
     rows = []
     for o in outcomes:
         r = o.result
@@ -154,6 +167,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     for o in failed:
         print(f"error: {o.plan.name} ({o.run_id}): {o.error}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from digitexp.tracking import TAG_EPOCH, TAG_KIND, TAG_SPEC_PATH, TrackingStore, run_state
+
+    store = TrackingStore()
+    experiments = [args.experiment] if args.experiment else None
+    runs = [
+        r for r in store.runs(experiments) if r.tag(TAG_KIND, "train") == "train" and r.parent_id
+    ]
+    if not runs:
+        where = f"experiment {args.experiment!r}" if args.experiment else store.masked_uri
+        print(f"no training runs in {where}")
+        return EXIT_OK
+    rows, resumable = [], []
+    for run in runs:
+        state = run_state(run)
+        text = state.name + (f": {state.reason[:60]}" if state.reason else "")
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.start_time / 1000))
+        rows.append(
+            [run.run_id, run.experiment, run.name, text, run.tag(TAG_EPOCH) or "–", started]
+        )
+        if state.name in ("failed", "killed", "stale"):
+            spec_path = run.tag(TAG_SPEC_PATH) or f"ablations/{run.experiment}.py"
+            resumable.append(f"python -m digitexp run {spec_path} --resume {run.run_id}")
+    print(_table(rows, ["run id", "experiment", "name", "state", "epochs", "started"]))
+    if resumable:
+        print("\nto resume:")
+        for line in resumable:
+            print(f"  {line}")
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- data
@@ -371,9 +418,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="named override set: demo | smoke")
     p.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="KEY=VALUE",
-        help="override, e.g. --set model.box_nms_thresh=0.4 (repeatable)",
+        help="overrides, e.g. --set model.box_nms_thresh=0.4 train.epochs=3",
     )
     p.add_argument("--data", metavar="ROOT", help="data root (same as --set data.root=ROOT)")
 
@@ -394,7 +442,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", help="MLflow experiment (default: the spec's name)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    p.add_argument(
+        "--resume",
+        nargs="*",
+        metavar="RUN_ID",
+        help="continue these unfinished runs from their last checkpoint (no id: every "
+        "unfinished run of the spec's latest invocation)",
+    )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("runs", help="list training runs with their true state (stale, failed...)")
+    p.add_argument("--experiment", help="only this MLflow experiment")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("show", help="print a spec's question, variants and published numbers")
     p.add_argument("spec")
@@ -429,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--images", required=True, help="folder of images named by id (17.png)")
     p.add_argument("--out", required=True)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE")
     p.add_argument("--device")
     p.set_defaults(func=cmd_predict)
 
@@ -468,17 +527,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line. An error re-raised from a loader worker carries the
+    worker's traceback: its last line holds the original message."""
+    text = str(exc).strip()
+    if "\n" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1].strip()
+    prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
+    return last.removeprefix(prefix).removeprefix(f"{type(exc).__name__}: ")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     try:
         return int(args.func(args))
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except DigitexpError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # an output folder that cannot be written, a full disk, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -371,7 +371,8 @@ def plot_curves(section: Section) -> Any:
     plt = pyplot()
 
     titles = {"train_loss": "training loss", "val_map": "val mAP", "val_digit_acc": "val digit acc"}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    rows = math.ceil(len(section.variants_with_runs) / 2)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2 + 0.3 * rows))
     for variant in section.variants_with_runs:
         runs = [r for r in section.runs if r.variant == variant]
         for ax, key in zip(axes, CURVE_KEYS, strict=True):
@@ -390,13 +391,19 @@ def plot_curves(section: Section) -> Any:
                     color=line.get_color(),
                     alpha=0.2,
                 )
+    from matplotlib.ticker import MaxNLocator
+
     for ax, key in zip(axes, CURVE_KEYS, strict=True):
         ax.set_title(titles[key])
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    rows = math.ceil(len(labels) / 2) if labels else 0
+    if labels:
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(f"{section.spec.name}: {section.spec.question}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06 * rows, 1, 1))
     return fig
 
 
@@ -457,6 +464,9 @@ def _draw_examples(
     images = sorted(gt.get("images", []), key=lambda i: i["id"])[:count]
     if not images:
         return None
+    truths: dict[int, list[dict[str, Any]]] = {}
+    for ann in gt.get("annotations", []):
+        truths.setdefault(ann["image_id"], []).append(ann)
     by_image: dict[int, list[dict[str, Any]]] = {}
     for r in results:
         if r["score"] > score_thresh:
@@ -480,7 +490,14 @@ def _draw_examples(
                 x, y - 1, str(det["category_id"] - 1), color="yellow", fontsize=8, weight="bold"
             )
         number = "".join(str(d["category_id"] - 1) for d in dets)
-        ax.set_title(f"id {info['id']}: {int(number) if number else -1}", fontsize=8)
+        truth = "".join(
+            str(a["category_id"] - 1)
+            for a in sorted(truths.get(info["id"], []), key=lambda a: a["bbox"][0])
+        )
+        read = int(number) if number else -1
+        expected = int(truth) if truth else -1
+        mark = "✓" if read == expected else "✗"
+        ax.set_title(f"id {info['id']}: read {read}, truth {expected} {mark}", fontsize=8)
     fig.suptitle(
         f"{section.spec.name}: {best.variant} (seed {best.seed}), detections with score > "
         f"{score_thresh}",
@@ -586,6 +603,8 @@ def generate(
     """Write reports/README.md, tables/SPEC.{csv,md} and figures/SPEC_{curves,examples}.png."""
     start = time.perf_counter()
     loaded = [load_spec(p) for p in spec_paths(ablations, specs)]
+    (out / "tables").mkdir(parents=True, exist_ok=True)  # fails early on a bad --out
+    (out / "figures").mkdir(parents=True, exist_ok=True)
     all_runs = store.runs()
     if not any(r.tag(TAG_KIND, "train") == "train" and r.parent_id for r in all_runs):
         raise ReportError(
@@ -604,8 +623,6 @@ def generate(
         section = build_section(spec, chosen, histories, fallback)
         section.left_out = left_out
         sections.append(section)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
     body: list[str] = []
     for section in sections:
         body.append(_write_section(section, store, out))

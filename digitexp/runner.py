@@ -2,20 +2,24 @@
 
 Everything that can be checked before training is checked before any run is created:
 the spec, every override, the data (validated once per data config), the device and the
-availability of pretrained weights. So bad input never leaves a run behind.
+availability of pretrained weights. So bad input never leaves a run behind. A run sets a
+heartbeat tag while it trains; ``resume`` continues unfinished runs from their last
+checkpoint, in the same MLflow run.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from digitexp import model as model_mod
-from digitexp.config import DataConfig, ExperimentConfig, config_hash
-from digitexp.errors import DigitexpError, SpecError, TrainingError
+from digitexp.config import DataConfig, ExperimentConfig, config_hash, from_dict
+from digitexp.errors import ConfigError, DigitexpError, SpecError, TrackingError, TrainingError
 from digitexp.spec import Spec, resolve
 from digitexp.tracking import (
     TAG_CONFIG_HASH,
@@ -26,11 +30,16 @@ from digitexp.tracking import (
     TAG_PRESET,
     TAG_SEED,
     TAG_SPEC,
+    TAG_SPEC_PATH,
     TAG_VARIANT,
+    Heartbeat,
+    MlflowTracker,
+    RunRecord,
     TrackingStore,
     git_commit,
+    run_state,
 )
-from digitexp.train import DataBundle, RunResult, fit, load_data, resolve_device
+from digitexp.train import DataBundle, RunResult, fit, load_checkpoint, load_data, resolve_device
 
 log = logging.getLogger("digitexp.runner")
 
@@ -55,6 +64,7 @@ class RunOutcome:
     result: RunResult | None
     error: str | None
     minutes: float
+    resumed_from: int | None = None  # the epoch a resumed run continued after
 
 
 def plan_runs(
@@ -80,20 +90,21 @@ def plan_runs(
     ]
 
 
-def preflight(plans: Sequence[RunPlan]) -> dict[DataConfig, DataBundle]:
-    """Validate data, device and weights for every plan; the loaded data per data config."""
+def preflight(configs: Sequence[ExperimentConfig]) -> dict[DataConfig, DataBundle]:
+    """Validate data, device and weights for every config; the loaded data per data config."""
     bundles: dict[DataConfig, DataBundle] = {}
-    for plan in plans:
-        resolve_device(plan.cfg.train.device)
-        model_mod.check_weights(plan.cfg.model)
-        if plan.cfg.data not in bundles:
-            bundles[plan.cfg.data] = load_data(plan.cfg.data)
+    for cfg in configs:
+        resolve_device(cfg.train.device)
+        model_mod.check_weights(cfg.model)
+        if cfg.data not in bundles:
+            bundles[cfg.data] = load_data(cfg.data)
     return bundles
 
 
 def _tags(plan: RunPlan, preset: str | None, commit: str) -> dict[str, str]:
     return {
         TAG_SPEC: plan.spec.name,
+        TAG_SPEC_PATH: str(plan.spec.path),
         TAG_VARIANT: plan.variant,
         TAG_SEED: str(plan.seed),
         TAG_PRESET: preset or "none",
@@ -117,7 +128,7 @@ def execute(
     other error marks them FAILED and re-raises."""
     if not plans:
         return []
-    bundles = preflight(plans)
+    bundles = preflight([p.cfg for p in plans])
     spec = plans[0].spec
     commit = git_commit(spec.path.resolve().parent)
     parent = store.create_run(
@@ -125,34 +136,27 @@ def execute(
         f"{spec.name}@{time.strftime('%Y%m%d-%H%M%S')}",
         {
             TAG_SPEC: spec.name,
+            TAG_SPEC_PATH: str(spec.path),
             TAG_PRESET: preset or "none",
             TAG_GIT: commit,
             TAG_KIND: "invocation",
         },
     )
     parent.log_text(spec.source, "spec.py")
-    outcomes: list[RunOutcome] = []
-    parent_status = "FINISHED"
-    try:
-        for plan in plans:
-            outcome = _run_one(
-                plan, store, experiment, parent.run_id, bundles, preset, commit, progress
-            )
-            outcomes.append(outcome)
-            if outcome.status != "FINISHED":
-                parent_status = "FAILED"
-    except KeyboardInterrupt:
-        store.end_run(parent.run_id, "KILLED")
-        raise
-    except BaseException:
-        store.end_run(parent.run_id, "FAILED")
-        raise
-    store.end_run(parent.run_id, parent_status)
-    return outcomes
+    jobs = [_Job(plan, None) for plan in plans]
+    return _under_parent(jobs, store, experiment, parent.run_id, bundles, preset, commit, progress)
 
 
-def _run_one(
-    plan: RunPlan,
+@dataclass(frozen=True)
+class _Job:
+    """A plan to train: new (run is None) or the continuation of an existing run."""
+
+    plan: RunPlan
+    run: RunRecord | None
+
+
+def _under_parent(
+    jobs: Sequence[_Job],
     store: TrackingStore,
     experiment: str,
     parent_id: str,
@@ -160,25 +164,62 @@ def _run_one(
     preset: str | None,
     commit: str,
     progress: bool | None,
+) -> list[RunOutcome]:
+    outcomes: list[RunOutcome] = []
+    try:
+        for job in jobs:
+            if job.run is None:
+                tracker = store.create_run(
+                    experiment, job.plan.name, _tags(job.plan, preset, commit), parent_id
+                )
+                tracker.log_text(job.plan.spec.source, "spec.py")
+            else:
+                tracker = store.reopen_run(job.run.run_id)
+            outcomes.append(_run_one(job, tracker, store, bundles[job.plan.cfg.data], progress))
+    except KeyboardInterrupt:
+        store.end_run(parent_id, "KILLED")
+        raise
+    except BaseException:
+        store.end_run(parent_id, "FAILED")
+        raise
+    siblings = [r for r in store.runs([experiment]) if r.parent_id == parent_id]
+    done = all(r.status == "FINISHED" for r in siblings)
+    store.end_run(parent_id, "FINISHED" if done else "FAILED")
+    return outcomes
+
+
+def _run_one(
+    job: _Job, tracker: MlflowTracker, store: TrackingStore, data: DataBundle, progress: bool | None
 ) -> RunOutcome:
-    tracker = store.create_run(experiment, plan.name, _tags(plan, preset, commit), parent_id)
+    plan = job.plan
     start = time.perf_counter()
-    log.info("run %s (%s)", plan.name, tracker.run_id)
+    resumed_from: int | None = None
 
     def outcome(status: str, result: RunResult | None, error: str | None) -> RunOutcome:
         minutes = (time.perf_counter() - start) / 60
-        return RunOutcome(plan, tracker.run_id, status, result, error, minutes)
+        return RunOutcome(plan, tracker.run_id, status, result, error, minutes, resumed_from)
 
     try:
-        tracker.log_text(plan.spec.source, "spec.py")
-        with store.system_metrics(tracker.run_id):
-            result = fit(plan.cfg, tracker, data=bundles[plan.cfg.data], progress=progress)
+        with tempfile.TemporaryDirectory(prefix="digitexp-run-") as tmp:
+            workdir = Path(tmp)
+            state = None
+            if job.run is not None:
+                state = _restore(store, tracker, job.run, workdir)
+                resumed_from = int(state["epoch"]) if state else 0
+                log.info("resume %s (%s) after epoch %d", plan.name, tracker.run_id, resumed_from)
+            else:
+                log.info("run %s (%s)", plan.name, tracker.run_id)
+            with Heartbeat(store, tracker.run_id), store.system_metrics(tracker.run_id):
+                result = fit(
+                    plan.cfg, tracker, data=data, workdir=workdir, progress=progress, resume=state
+                )
     except TrainingError as exc:
         tracker.set_tags({TAG_ERROR: str(exc)[:5000]})
         store.end_run(tracker.run_id, "FAILED")
         log.error("%s failed: %s", plan.name, exc)
         return outcome("FAILED", None, str(exc))
     except KeyboardInterrupt:
+        tracker.set_tags({TAG_ERROR: "interrupted (Ctrl-C)"})
         store.end_run(tracker.run_id, "KILLED")
         raise
     except BaseException as exc:
@@ -190,3 +231,139 @@ def _run_one(
         raise
     store.end_run(tracker.run_id, "FINISHED")
     return outcome("FINISHED", result, None)
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def _restore(
+    store: TrackingStore, tracker: MlflowTracker, run: RunRecord, workdir: Path
+) -> dict[str, Any] | None:
+    """Download the run's checkpoints into ``workdir``; log the epochs the last checkpoint
+    holds but the store lacks (a kill between the two); the checkpoint state, or None when
+    the run never finished an epoch."""
+    names = store.list_artifacts(run.run_id, "checkpoints")
+    for name in ("best.pt", "last.pt"):
+        if f"checkpoints/{name}" in names:
+            store.copy_artifact(run.run_id, f"checkpoints/{name}", workdir / "checkpoints" / name)
+    last = workdir / "checkpoints" / "last.pt"
+    if not last.exists():
+        return None
+    state = load_checkpoint(last)
+    logged = {
+        step
+        for step, _ in store.metric_histories([run.run_id], ["train_loss"])[run.run_id].get(
+            "train_loss", []
+        )
+    }
+    history: dict[str, list[float]] = state.get("history", {})
+    for epoch in range(1, int(state["epoch"]) + 1):
+        if epoch not in logged:
+            tracker.log_metrics({k: v[epoch - 1] for k, v in history.items()}, step=epoch)
+    return state
+
+
+def _run_config(store: TrackingStore, run: RunRecord, workdir: Path) -> ExperimentConfig:
+    """The config a run was started with (its config.json artifact)."""
+    try:
+        path = store.download_artifact(run.run_id, "config.json", workdir / run.run_id)
+    except TrackingError:
+        raise TrackingError(
+            f"run {run.run_id} ({run.name}) has no config.json: it cannot be resumed"
+        ) from None
+    import json
+
+    try:
+        return from_dict(json.loads(path.read_text()))
+    except (ValueError, ConfigError) as exc:
+        raise TrackingError(f"run {run.run_id}: config.json does not load ({exc})") from None
+
+
+def _check_resumable(run: RunRecord, spec: Spec) -> None:
+    if run.tag(TAG_KIND, "train") != "train" or run.parent_id is None:
+        raise TrackingError(f"run {run.run_id} is not a training run of `digitexp run`")
+    if run.tag(TAG_SPEC) != spec.name:
+        raise TrackingError(
+            f"run {run.run_id} belongs to spec {run.tag(TAG_SPEC)!r}, not {spec.name!r}"
+        )
+    state = run_state(run)
+    if state.name == "finished":
+        raise TrackingError(f"run {run.run_id} ({run.name}) already finished: nothing to resume")
+    if state.name == "running":
+        raise TrackingError(
+            f"run {run.run_id} ({run.name}) is still running (owner {run.tag('digitexp.owner')});"
+            " stop it first"
+        )
+
+
+def resume(
+    spec: Spec,
+    store: TrackingStore,
+    *,
+    experiment: str,
+    run_ids: Sequence[str] | None,
+    plans: Sequence[RunPlan],
+    preset: str | None = None,
+    progress: bool | None = None,
+) -> list[RunOutcome]:
+    """Continue unfinished runs in their MLflow runs.
+
+    With ``run_ids``: those runs. Without: every unfinished run of the spec's latest
+    invocation, and the planned variant x seed runs it never started.
+    """
+    commit = git_commit(spec.path.resolve().parent)
+    with tempfile.TemporaryDirectory(prefix="digitexp-resume-") as tmp:
+        workdir = Path(tmp)
+        if run_ids:
+            runs = [store.get_run(rid) for rid in run_ids]
+            for run in runs:
+                _check_resumable(run, spec)
+            groups: dict[str, list[_Job]] = {}
+            for run in runs:
+                job = _Job(_plan_of(spec, run, _run_config(store, run, workdir)), run)
+                groups.setdefault(run.parent_id or "", []).append(job)
+        else:
+            parent, jobs = _unfinished_invocation(spec, store, experiment, plans, workdir)
+            groups = {parent: jobs}
+    outcomes: list[RunOutcome] = []
+    bundles = preflight([job.plan.cfg for jobs in groups.values() for job in jobs])
+    for parent_id, jobs in groups.items():
+        store.reopen_run(parent_id)
+        outcomes += _under_parent(
+            jobs, store, experiment, parent_id, bundles, preset, commit, progress
+        )
+    return outcomes
+
+
+def _plan_of(spec: Spec, run: RunRecord, cfg: ExperimentConfig) -> RunPlan:
+    return RunPlan(spec, run.tag(TAG_VARIANT), int(run.tag(TAG_SEED, "0")), cfg)
+
+
+def _unfinished_invocation(
+    spec: Spec,
+    store: TrackingStore,
+    experiment: str,
+    plans: Sequence[RunPlan],
+    workdir: Path,
+) -> tuple[str, list[_Job]]:
+    runs = store.runs([experiment])
+    parents = [r for r in runs if r.tag(TAG_KIND) == "invocation" and r.tag(TAG_SPEC) == spec.name]
+    if not parents:
+        raise TrackingError(
+            f"no earlier `run` of {spec.name} in experiment {experiment!r} to resume"
+        )
+    parent = max(parents, key=lambda r: (r.start_time, r.run_id))
+    children = [r for r in runs if r.parent_id == parent.run_id]
+    jobs: list[_Job] = []
+    for run in sorted(children, key=lambda r: r.start_time):
+        if run_state(run).name == "finished":
+            continue
+        _check_resumable(run, spec)
+        jobs.append(_Job(_plan_of(spec, run, _run_config(store, run, workdir)), run))
+    started = {(r.tag(TAG_VARIANT), r.tag(TAG_SEED)) for r in children}
+    jobs += [_Job(p, None) for p in plans if (p.variant, str(p.seed)) not in started]
+    if not jobs:
+        raise TrackingError(
+            f"invocation {parent.run_id} of {spec.name} has no unfinished run: nothing to resume"
+        )
+    return parent.run_id, jobs

@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import shutil
+import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -26,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import url2pathname
 
+from digitexp import fsutil
 from digitexp.errors import TrackingError
 
 log = logging.getLogger("digitexp.tracking")
@@ -43,7 +48,13 @@ TAG_KIND = "digitexp.kind"
 TAG_SOURCE_RUN = "digitexp.source_run"
 TAG_DATA = "digitexp.data_root"
 TAG_ERROR = "digitexp.error"
+TAG_SPEC_PATH = "digitexp.spec_path"
+TAG_HEARTBEAT = "digitexp.heartbeat"
+TAG_OWNER = "digitexp.owner"
+TAG_EPOCH = "digitexp.epoch"
 PARENT_TAG = "mlflow.parentRunId"
+HEARTBEAT_SECONDS = float(os.environ.get("DIGITEXP_HEARTBEAT_S", "30"))
+STALE_AFTER_SECONDS = max(120.0, 4 * HEARTBEAT_SECONDS)
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 
@@ -86,6 +97,54 @@ def _sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
     return Path(uri[len("sqlite:///") :])
+
+
+LOCK_RETRY_SECONDS = 60.0
+
+
+def _is_locked(message: str) -> bool:
+    return "database is locked" in message or "database table is locked" in message
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (POSIX); a no-op where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _enable_wal(db: Path) -> None:
+    """Write-ahead logging: readers and the writer of a sqlite store stop blocking each other."""
+    try:
+        with sqlite3.connect(db, timeout=30) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        log.debug("could not turn on WAL for %s: %s", db, exc)
+
+
+def _check_reachable(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast, in one line, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answers (a proxy or an old server without /health): let MLflow talk to it
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"{mask_uri(uri)}: tracking server unreachable ({reason})") from None
 
 
 def _param_value(value: Any) -> str:
@@ -183,7 +242,26 @@ class MlflowTracker:
             self._store.call(self._store.client.log_batch, self._run_id, tags=items)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self._store.call(self._store.client.log_artifact, self._run_id, str(path), artifact_path)
+        """Log a file. Into a local artifact folder it is written atomically (a temporary file,
+        then a rename), so a process killed mid-copy never leaves a half-written checkpoint."""
+        local = self._local_artifact_dir()
+        if local is None:
+            self._store.call(
+                self._store.client.log_artifact, self._run_id, str(path), artifact_path
+            )
+            return
+        dest = local / artifact_path if artifact_path else local
+        dest.mkdir(parents=True, exist_ok=True)
+        with fsutil.atomic_path(dest / path.name) as tmp:
+            shutil.copyfile(path, tmp)
+
+    def _local_artifact_dir(self) -> Path | None:
+        if not hasattr(self, "_artifact_dir"):
+            uri = self._store.call(self._store.client.get_run, self._run_id).info.artifact_uri
+            parts = urlsplit(uri)
+            local = parts.scheme in ("", "file") and not parts.netloc
+            self._artifact_dir = Path(url2pathname(parts.path)) if local else None
+        return self._artifact_dir
 
     def log_dict(self, obj: Any, artifact_file: str) -> None:
         self.log_text(json.dumps(obj, indent=2), artifact_file)
@@ -223,6 +301,85 @@ class RunRecord:
 
 History = dict[str, dict[str, list[tuple[int, float]]]]
 
+RunStateName = Literal["finished", "failed", "killed", "running", "stale"]
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run's true state: a RUNNING run whose process is gone is ``stale``."""
+
+    name: RunStateName
+    reason: str = ""
+
+
+def owner_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_state(run: RunRecord, now: float | None = None) -> RunState:
+    """FINISHED / FAILED (with the reason) / KILLED / RUNNING, or stale: a RUNNING run whose
+    owner process is gone (same host) or whose heartbeat stopped more than
+    ``STALE_AFTER_SECONDS`` ago (any host)."""
+    now = time.time() if now is None else now
+    match run.status:
+        case "FINISHED":
+            return RunState("finished")
+        case "FAILED":
+            return RunState("failed", run.tag(TAG_ERROR))
+        case "KILLED":
+            return RunState("killed", run.tag(TAG_ERROR))
+    host, _, pid = run.tag(TAG_OWNER).rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+        return RunState("stale", f"process {pid} on {host} is gone")
+    beat = run.tag(TAG_HEARTBEAT)
+    last = float(beat) if beat else run.start_time / 1000
+    if now - last > STALE_AFTER_SECONDS:
+        return RunState("stale", f"no heartbeat for {now - last:.0f} s")
+    return RunState("running")
+
+
+class Heartbeat:
+    """Sets the run's heartbeat tag every ``HEARTBEAT_SECONDS`` from a daemon thread."""
+
+    def __init__(self, store: TrackingStore, run_id: str, every: float = HEARTBEAT_SECONDS):
+        import threading
+
+        self._store, self._run_id, self._every = store, run_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="digitexp-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        self._store.call(
+            self._store.client.set_tag, self._run_id, TAG_HEARTBEAT, f"{time.time():.0f}"
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._beat()
+            except Exception as exc:  # a missed beat must not kill training
+                log.debug("heartbeat failed: %s", exc)
+
+    def __enter__(self) -> Heartbeat:
+        self._store.call(self._store.client.set_tag, self._run_id, TAG_OWNER, owner_tag())
+        self._beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
 
 class TrackingStore:
     """One MLflow tracking store (embedded sqlite or a server)."""
@@ -231,32 +388,54 @@ class TrackingStore:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri or default_uri()
-        db = _sqlite_path(self.uri)
-        if db is not None:
-            try:
-                db.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise TrackingError(
-                    f"{db.parent}: cannot create the store folder ({exc})"
-                ) from None
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.retries = 0  # "database is locked" retries so far (concurrent writers)
         self._experiments: dict[str, str] = {}
+        _check_reachable(self.uri)
+        db = _sqlite_path(self.uri)
+        if db is None:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.call(self.client.search_experiments, max_results=1)
+            return
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrackingError(f"{db.parent}: cannot create the store folder ({exc})") from None
+        # Several processes may open a new store at once: one creates the schema (and turns
+        # on WAL, so readers do not block the writer) while the others wait.
+        with _file_lock(db.with_name(db.name + ".lock")):
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.call(self.client.search_experiments, max_results=1)
+            _enable_wal(db)
 
     @property
     def masked_uri(self) -> str:
         return mask_uri(self.uri)
 
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Call the MLflow client, turning store failures into one-line TrackingErrors."""
+        """Call the MLflow client, turning store failures into one-line TrackingErrors.
+
+        With several processes writing to one sqlite store, a write can find the database
+        locked: it is retried with exponential backoff (up to about a minute) rather than lost.
+        """
         from mlflow.exceptions import MlflowException
 
-        try:
-            return fn(*args, **kwargs)
-        except MlflowException as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise TrackingError(f"{self.masked_uri}: {message[:300]}") from None
-        except OSError as exc:
-            raise TrackingError(f"{self.masked_uri}: {exc}") from None
+        delay = 0.05
+        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                text = str(exc)
+                locked = _is_locked(text)
+                if locked and time.monotonic() < deadline:
+                    self.retries += 1
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 2.0)
+                    continue
+                if not (locked or isinstance(exc, MlflowException | OSError)):
+                    raise
+                message = text.strip().splitlines()[0] if text.strip() else repr(exc)
+                raise TrackingError(f"{self.masked_uri}: {mask_uri(message)[:300]}") from None
 
     # ----------------------------------------------------------------- writing
 
@@ -309,6 +488,11 @@ class TrackingStore:
 
     def end_run(self, run_id: str, status: RunStatus) -> None:
         self.call(self.client.set_terminated, run_id, status)
+
+    def reopen_run(self, run_id: str) -> MlflowTracker:
+        """Mark an unfinished run RUNNING again (to resume it) and return its tracker."""
+        self.call(self.client.update_run, run_id, "RUNNING")
+        return MlflowTracker(self, run_id)
 
     @contextmanager
     def system_metrics(self, run_id: str) -> Iterator[None]:

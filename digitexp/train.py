@@ -426,10 +426,10 @@ class _Trainer:
         save_checkpoint(path, self.state())
         return path
 
-    def record(self, metrics: dict[str, float]) -> None:
+    def remember(self, metrics: dict[str, float]) -> None:
+        """Add an epoch's metrics to the history the checkpoints carry."""
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)
-        self.tracker.log_metrics(metrics, step=self.epoch)
 
 
 def fit(
@@ -503,14 +503,15 @@ def _fit(
         metrics["epoch_seconds"] = time.perf_counter() - epoch_start
         trainer.epoch = epoch
         improved = trainer.stop.update(val["map"], epoch)
-        trainer.record(metrics)
-        last = trainer.save("last.pt")
-        tracker.log_artifact(last, "checkpoints")
+        trainer.remember(metrics)
+        # checkpoints first, then the epoch's metrics: a run killed in between resumes from
+        # this epoch's checkpoint and logs the metrics it holds, so no step is lost or doubled
         if improved:
             trainer.best_val = (val, dets)
-            best = trainer.workdir / "checkpoints" / "best.pt"
-            save_checkpoint(best, trainer.state())
-            tracker.log_artifact(best, "checkpoints")
+            tracker.log_artifact(trainer.save("best.pt"), "checkpoints")
+        tracker.log_artifact(trainer.save("last.pt"), "checkpoints")
+        tracker.log_metrics(metrics, step=epoch)
+        tracker.set_tags({"digitexp.epoch": str(epoch)})
         log.info(
             "epoch %d/%d: loss %.4f, val mAP %.4f, Task-2 %.4f, %.1f s",
             epoch,
