@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := dev,svhn,fast
+EXTRAS := dev,svhn,fast,queue
 DATA ?= data/synth
 DEMO_SPEC ?= ablations/anchors.py
 

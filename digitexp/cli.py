@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from digitexp.errors import DigitexpError
+from digitexp.errors import ConfigError, DigitexpError
 
 log = logging.getLogger("digitexp")
 
@@ -105,9 +105,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from digitexp.config import flatten
-    from digitexp.runner import execute, plan_runs
+    from digitexp.runner import plan_runs
     from digitexp.spec import load_spec
-    from digitexp.tracking import TrackingStore
 
     spec = load_spec(args.spec)
     plans = plan_runs(
@@ -130,8 +129,42 @@ def cmd_run(args: argparse.Namespace) -> int:
             shown = ", ".join(f"{k}={flat[k]!r}" for k in keys) or "BASE as is"
             print(f"  {plan.name}: {shown}")
         return EXIT_OK
+    from digitexp import distributed
+
+    ctx = distributed.from_env()
+    try:
+        if ctx is not None and (args.resume is not None or args.queue):
+            raise ConfigError("--resume and --queue under torchrun: use one process per worker")
+        if args.queue and args.resume is not None:
+            raise ConfigError("--queue resumes by itself: drop --resume")
+        if ctx is not None and not ctx.is_main:
+            from digitexp.runner import follow
+
+            follow(plans, ctx)
+            return EXIT_OK
+        return _run_main(args, spec, plans, experiment, ctx)
+    finally:
+        distributed.shutdown()
+
+
+def _run_main(args: argparse.Namespace, spec: Any, plans: Any, experiment: str, ctx: Any) -> int:
+    from digitexp.runner import execute
+    from digitexp.tracking import TrackingStore
+
     store = TrackingStore()
-    if args.resume is not None:
+    if args.queue:
+        from digitexp.workqueue import work
+
+        outcomes = work(
+            args.queue,
+            plans,
+            store,
+            experiment=experiment,
+            preset=args.preset,
+            heartbeat=args.heartbeat,
+            poll=min(5.0, args.heartbeat),
+        )
+    elif args.resume is not None:
         from digitexp.runner import resume
 
         outcomes = resume(
@@ -143,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             preset=args.preset,
         )
     else:
-        outcomes = execute(plans, store, experiment=experiment, preset=args.preset)
+        outcomes = execute(plans, store, experiment=experiment, preset=args.preset, ctx=ctx)
     rows = []
     for o in outcomes:
         r = o.result
@@ -448,6 +481,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_ID",
         help="continue these unfinished runs from their last checkpoint (no id: every "
         "unfinished run of the spec's latest invocation)",
+    )
+    p.add_argument(
+        "--queue",
+        metavar="STORAGE_URL",
+        help="work through the variants x seeds as a shared Optuna queue (e.g. "
+        "postgresql://user@host/db); start this on any number of machines",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=60.0,
+        help="queue: seconds between heartbeats; a worker silent for 3x this is retried",
     )
     p.set_defaults(func=cmd_run)
 

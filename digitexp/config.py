@@ -30,6 +30,7 @@ Arch = Literal[
 BackboneNorm = Literal["auto", "frozen", "batch"]
 Optimizer = Literal["adamw", "sgd"]
 Scheduler = Literal["step", "cosine", "none"]
+LrScaling = Literal["none", "linear"]
 CocoBackend = Literal["pycocotools", "faster_coco_eval"]
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -206,6 +207,9 @@ class TrainConfig:
     max_steps_per_epoch: int = 0
     eval_batch_size: int = 8
     channels_last: bool = False
+    # With N data-parallel processes (torchrun) the effective batch is N x batch_size:
+    # "linear" multiplies lr by N (Goyal et al. 2017), "none" keeps it.
+    lr_scaling: LrScaling = "none"
     # Deterministic algorithms on the CPU (and cuDNN); slower on a GPU.
     deterministic: bool = False
 

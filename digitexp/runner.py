@@ -19,6 +19,7 @@ from typing import Any
 
 from digitexp import model as model_mod
 from digitexp.config import DataConfig, ExperimentConfig, config_hash, from_dict
+from digitexp.distributed import Distributed
 from digitexp.errors import ConfigError, DigitexpError, SpecError, TrackingError, TrainingError
 from digitexp.spec import Spec, resolve
 from digitexp.tracking import (
@@ -34,6 +35,7 @@ from digitexp.tracking import (
     TAG_VARIANT,
     Heartbeat,
     MlflowTracker,
+    NullTracker,
     RunRecord,
     TrackingStore,
     git_commit,
@@ -122,10 +124,13 @@ def execute(
     experiment: str,
     preset: str | None = None,
     progress: bool | None = None,
+    ctx: Distributed | None = None,
 ) -> list[RunOutcome]:
-    """Train every plan under one parent run. A run whose loss diverges is marked FAILED and
-    the others go on; Ctrl-C marks the current run and the parent KILLED and re-raises; any
-    other error marks them FAILED and re-raises."""
+    """Train every plan under one parent run (on rank 0 of a DDP job, the one that logs).
+
+    A run whose loss diverges is marked FAILED and the others go on; Ctrl-C marks the current
+    run and the parent KILLED and re-raises; any other error marks them FAILED and re-raises.
+    """
     if not plans:
         return []
     bundles = preflight([p.cfg for p in plans])
@@ -144,7 +149,19 @@ def execute(
     )
     parent.log_text(spec.source, "spec.py")
     jobs = [_Job(plan, None) for plan in plans]
-    return _under_parent(jobs, store, experiment, parent.run_id, bundles, preset, commit, progress)
+    return _under_parent(
+        jobs, store, experiment, parent.run_id, bundles, preset, commit, progress, ctx
+    )
+
+
+def follow(plans: Sequence[RunPlan], ctx: Distributed) -> None:
+    """A DDP rank other than 0: train the same plans in the same order, logging nothing."""
+    bundles = preflight([p.cfg for p in plans])
+    for plan in plans:
+        try:
+            fit(plan.cfg, NullTracker(), data=bundles[plan.cfg.data], progress=False, ctx=ctx)
+        except TrainingError:
+            continue  # rank 0 saw the same (reduced) loss: it marks the run and goes on
 
 
 @dataclass(frozen=True)
@@ -164,6 +181,7 @@ def _under_parent(
     preset: str | None,
     commit: str,
     progress: bool | None,
+    ctx: Distributed | None = None,
 ) -> list[RunOutcome]:
     outcomes: list[RunOutcome] = []
     try:
@@ -175,7 +193,8 @@ def _under_parent(
                 tracker.log_text(job.plan.spec.source, "spec.py")
             else:
                 tracker = store.reopen_run(job.run.run_id)
-            outcomes.append(_run_one(job, tracker, store, bundles[job.plan.cfg.data], progress))
+            data = bundles[job.plan.cfg.data]
+            outcomes.append(_run_one(job, tracker, store, data, progress, ctx))
     except KeyboardInterrupt:
         store.end_run(parent_id, "KILLED")
         raise
@@ -189,7 +208,12 @@ def _under_parent(
 
 
 def _run_one(
-    job: _Job, tracker: MlflowTracker, store: TrackingStore, data: DataBundle, progress: bool | None
+    job: _Job,
+    tracker: MlflowTracker,
+    store: TrackingStore,
+    data: DataBundle,
+    progress: bool | None,
+    ctx: Distributed | None = None,
 ) -> RunOutcome:
     plan = job.plan
     start = time.perf_counter()
@@ -211,7 +235,13 @@ def _run_one(
                 log.info("run %s (%s)", plan.name, tracker.run_id)
             with Heartbeat(store, tracker.run_id), store.system_metrics(tracker.run_id):
                 result = fit(
-                    plan.cfg, tracker, data=data, workdir=workdir, progress=progress, resume=state
+                    plan.cfg,
+                    tracker,
+                    data=data,
+                    workdir=workdir,
+                    progress=progress,
+                    resume=state,
+                    ctx=ctx,
                 )
     except TrainingError as exc:
         tracker.set_tags({TAG_ERROR: str(exc)[:5000]})

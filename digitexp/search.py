@@ -15,6 +15,7 @@ import math
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +246,7 @@ def open_study(storage: str, name: str, objective: Objective, sampler: Any) -> A
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     directions = ["maximize", "maximize"] if objective == "both" else ["maximize"]
     db = storage[len("sqlite:///") :] if storage.startswith("sqlite:///") else None
     if db:

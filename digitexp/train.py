@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from digitexp import fsutil
@@ -34,6 +35,7 @@ from digitexp.data.coco import (
     load_split,
 )
 from digitexp.data.transforms import prepare_batch
+from digitexp.distributed import Distributed, DistributedBatches
 from digitexp.errors import ConfigError, TrainingError, WeightsError
 from digitexp.evaluate import Detections, coco_results, evaluate
 from digitexp.model import build_model, count_parameters
@@ -144,14 +146,22 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     return factor
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def effective_lr(cfg: TrainConfig, world_size: int = 1) -> float:
+    """The learning rate the optimizer uses: ``lr``, times the world size when scaled."""
+    return cfg.lr * world_size if cfg.lr_scaling == "linear" else cfg.lr
+
+
+def build_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, world_size: int = 1
+) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
+    lr = effective_lr(cfg, world_size)
     match cfg.optimizer:
         case "adamw":
-            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
         case "sgd":
             return torch.optim.SGD(
-                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+                params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
             )
 
 
@@ -252,20 +262,31 @@ class _Trainer:
         data: DataBundle,
         workdir: Path,
         progress: bool | None,
+        ctx: Distributed | None = None,
     ) -> None:
         self.cfg = cfg
         self.tracker = tracker
         self.workdir = workdir
-        self.progress = progress
+        self.ctx = ctx
+        self.is_main = ctx is None or ctx.is_main
+        self.progress = progress if self.is_main else False
         t = cfg.train
         seed_everything(t.seed, t.deterministic)
         self.device = resolve_device(t.device)
+        if ctx is not None and self.device.type == "cuda":
+            self.device = torch.device("cuda", ctx.local_rank)
         self.amp = amp_dtype(t, self.device)
         self.sets = _datasets(cfg, data, progress)
-        self.model = build_model(cfg.model).to(self.device)
+        # ``core`` is the model itself (state dicts, evaluation); ``model`` trains (DDP-wrapped
+        # when data-parallel)
+        self.core = build_model(cfg.model).to(self.device)
         if t.channels_last and self.device.type == "cuda":
-            self.model.backbone.to(memory_format=torch.channels_last)
-        self.optimizer = build_optimizer(self.model, t)
+            self.core.backbone.to(memory_format=torch.channels_last)
+        self.model: torch.nn.Module = self.core
+        if ctx is not None:
+            ids = [ctx.local_rank] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.core, device_ids=ids)
+        self.optimizer = build_optimizer(self.core, t, ctx.world_size if ctx else 1)
         self.loader, self.sampler = self._train_loader()
         self.steps_per_epoch = len(self.loader)
         if t.max_steps_per_epoch:
@@ -281,11 +302,17 @@ class _Trainer:
         # the best epoch's validation (metrics, detections), kept so it is not recomputed
         self.best_val: tuple[dict[str, float], list[Detections]] | None = None
 
-    def _train_loader(self) -> tuple[DataLoader, EpochBatchSampler]:
+    def _train_loader(self) -> tuple[DataLoader, EpochBatchSampler | DistributedBatches]:
         t = self.cfg.train
         dataset = self.sets["train"]
         groups = aspect_ratio_groups(dataset) if self.cfg.data.group_by_aspect_ratio else None
-        sampler = EpochBatchSampler(len(dataset), t.batch_size, seed=t.seed, groups=groups)
+        sampler: EpochBatchSampler | DistributedBatches
+        if self.ctx is None:
+            sampler = EpochBatchSampler(len(dataset), t.batch_size, seed=t.seed, groups=groups)
+        else:
+            sampler = DistributedBatches(
+                len(dataset), t.batch_size, seed=t.seed, ctx=self.ctx, groups=groups
+            )
         self.generator = torch.Generator()
         loader = DataLoader(
             dataset,
@@ -302,7 +329,7 @@ class _Trainer:
     def state(self) -> dict[str, Any]:
         return {
             "version": CHECKPOINT_VERSION,
-            "model": self.model.state_dict(),
+            "model": self.core.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
@@ -318,7 +345,7 @@ class _Trainer:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        self.core.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):
@@ -367,7 +394,12 @@ class _Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
-        means = (sums / steps).tolist()
+        world = 1
+        if self.ctx is not None:  # every rank's losses and images
+            world = self.ctx.world_size
+            sums = self.ctx.sum(sums)
+            images_seen = int(self.ctx.sum(torch.tensor([images_seen])).item())
+        means = (sums / (steps * world)).tolist()
         metrics = {"train_loss": mean_total, "lr": lr, "train_images_per_s": images_seen / seconds}
         metrics.update({k: means[i + 1] for i, k in enumerate(LOSS_KEYS)})
         return metrics
@@ -398,8 +430,13 @@ class _Trainer:
         return torch.stack(parts)
 
     def _check_finite(self, sums: torch.Tensor, steps: int, epoch: int) -> float:
-        """Read the running loss back (a host sync) and stop on NaN or infinity."""
-        total = float(sums[0].item())
+        """Read the running loss back (a host sync) and stop on NaN or infinity. With DDP it
+        is the mean over ranks, so every rank takes the same decision."""
+        world = 1
+        if self.ctx is not None:
+            world = self.ctx.world_size
+            sums = self.ctx.sum(sums)
+        total = float(sums[0].item()) / world
         if not math.isfinite(total):
             raise TrainingError(
                 f"non-finite loss ({total}) in epoch {epoch} by step {steps}; lower train.lr or "
@@ -408,9 +445,14 @@ class _Trainer:
         return total / steps
 
     def validate(self) -> tuple[dict[str, float], list[Detections]]:
+        """Metrics on valid. With DDP each rank predicts its share, rank 0 gathers and scores,
+        and every rank receives the metrics (early stopping decides the same everywhere)."""
+        dataset = self.sets["valid"]
+        if self.ctx is not None:
+            dataset = dataset.shard(self.ctx.rank, self.ctx.world_size)
         dets = infer(
-            self.model,
-            self.sets["valid"],
+            self.core,
+            dataset,
             device=self.device,
             batch_size=self.cfg.train.eval_batch_size,
             workers=self.cfg.train.workers,
@@ -419,7 +461,14 @@ class _Trainer:
             progress=self.progress,
             desc="validate",
         )
-        return evaluate(self.sets["valid"].split, dets, self.cfg.eval), dets
+        if self.ctx is None:
+            return evaluate(self.sets["valid"].split, dets, self.cfg.eval), dets
+        parts = self.ctx.gather(dets)
+        metrics = None
+        if parts is not None:
+            dets = [d for part in parts for d in part]
+            metrics = evaluate(self.sets["valid"].split, dets, self.cfg.eval)
+        return self.ctx.broadcast(metrics), dets
 
     def save(self, name: str) -> Path:
         path = self.workdir / "checkpoints" / name
@@ -440,6 +489,7 @@ def fit(
     workdir: Path | None = None,
     progress: bool | None = None,
     resume: dict[str, Any] | None = None,
+    ctx: Distributed | None = None,
 ) -> RunResult:
     """Train, validate every epoch, log to ``tracker``, predict valid/test with the best weights.
 
@@ -450,7 +500,7 @@ def fit(
     tracker = tracker if tracker is not None else NullTracker()
     data = data if data is not None else load_data(cfg.data)
     with _workdir(workdir) as wd:
-        return _fit(cfg, tracker, data, wd, progress, resume)
+        return _fit(cfg, tracker, data, wd, progress, resume, ctx)
 
 
 @contextmanager
@@ -470,13 +520,22 @@ def _fit(
     workdir: Path,
     progress: bool | None,
     resume: dict[str, Any] | None,
+    ctx: Distributed | None = None,
 ) -> RunResult:
     start = time.perf_counter()
-    trainer = _Trainer(cfg, tracker, data, workdir, progress)
+    trainer = _Trainer(cfg, tracker, data, workdir, progress, ctx)
+    world = ctx.world_size if ctx else 1
     if resume is None:
         tracker.log_params(flatten(cfg))
         tracker.log_dict(to_dict(cfg), "config.json")
-        tracker.set_tags({"digitexp.num_parameters": str(count_parameters(trainer.model))})
+        tracker.set_tags(
+            {
+                "digitexp.num_parameters": str(count_parameters(trainer.core)),
+                "digitexp.world_size": str(world),
+                "digitexp.effective_lr": f"{effective_lr(cfg.train, world):g}",
+                "digitexp.effective_batch_size": str(cfg.train.batch_size * world),
+            }
+        )
     else:
         trainer.restore(resume)
         log.info("resuming after epoch %d", trainer.epoch)
@@ -506,12 +565,13 @@ def _fit(
         trainer.remember(metrics)
         # checkpoints first, then the epoch's metrics: a run killed in between resumes from
         # this epoch's checkpoint and logs the metrics it holds, so no step is lost or doubled
-        if improved:
-            trainer.best_val = (val, dets)
-            tracker.log_artifact(trainer.save("best.pt"), "checkpoints")
-        tracker.log_artifact(trainer.save("last.pt"), "checkpoints")
-        tracker.log_metrics(metrics, step=epoch)
-        tracker.set_tags({"digitexp.epoch": str(epoch)})
+        if trainer.is_main:
+            if improved:
+                trainer.best_val = (val, dets)
+                tracker.log_artifact(trainer.save("best.pt"), "checkpoints")
+            tracker.log_artifact(trainer.save("last.pt"), "checkpoints")
+            tracker.log_metrics(metrics, step=epoch)
+            tracker.set_tags({"digitexp.epoch": str(epoch)})
         log.info(
             "epoch %d/%d: loss %.4f, val mAP %.4f, Task-2 %.4f, %.1f s",
             epoch,
@@ -525,10 +585,25 @@ def _fit(
 
 
 def _finish(trainer: _Trainer, seconds: float, stopped_early: bool) -> RunResult:
-    """Load the best weights once; predictions on valid and test; summary metrics."""
+    """Load the best weights once; predictions on valid and test; summary metrics.
+
+    With DDP only rank 0 (which holds the checkpoints) does this; the others return the
+    epochs' results."""
     cfg, tracker = trainer.cfg, trainer.tracker
+    if not trainer.is_main:
+        return RunResult(
+            best_val_map=trainer.stop.best_map,
+            best_epoch=trainer.stop.best_epoch,
+            epochs=trainer.epoch,
+            final_train_loss=trainer.history["train_loss"][-1],
+            val={},
+            test=None,
+            seconds=seconds,
+            stopped_early=stopped_early,
+            history=trainer.history,
+        )
     best_path = trainer.workdir / "checkpoints" / "best.pt"
-    trainer.model.load_state_dict(load_checkpoint(best_path)["model"])
+    trainer.core.load_state_dict(load_checkpoint(best_path)["model"])
     val, val_dets = trainer.best_val if trainer.best_val is not None else trainer.validate()
     preds = trainer.workdir / "predictions"
     tracker.log_artifact(
@@ -538,7 +613,7 @@ def _finish(trainer: _Trainer, seconds: float, stopped_early: bool) -> RunResult
     if "test" in trainer.sets:
         test_set = trainer.sets["test"]
         test_dets = infer(
-            trainer.model,
+            trainer.core,
             test_set,
             device=trainer.device,
             batch_size=cfg.train.eval_batch_size,

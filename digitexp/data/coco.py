@@ -464,9 +464,9 @@ class ImageCache:
     hundred MB.
     """
 
-    def __init__(self, buffer: np.ndarray, offsets: np.ndarray, shapes: np.ndarray) -> None:
+    def __init__(self, buffer: np.ndarray, starts: np.ndarray, shapes: np.ndarray) -> None:
         self.buffer = buffer
-        self.offsets = offsets
+        self.starts = starts
         self.shapes = shapes
 
     @classmethod
@@ -477,31 +477,37 @@ class ImageCache:
         progress: Callable[[int], None] | None = None,
     ) -> ImageCache:
         shapes = np.zeros((len(paths), 3), dtype=np.int64)
-        offsets = np.zeros(len(paths) + 1, dtype=np.int64)
         arrays: list[np.ndarray] = []
         workers = min(8, (os.cpu_count() or 1) * 2)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for i, arr in enumerate(pool.map(decode, paths, chunksize=32)):
                 shapes[i] = arr.shape
-                offsets[i + 1] = offsets[i] + arr.size
                 arrays.append(arr)
                 if progress is not None:
                     progress(1)
-        buffer = np.empty(int(offsets[-1]), dtype=np.uint8)
-        for i, arr in enumerate(arrays):
-            buffer[offsets[i] : offsets[i + 1]] = arr.reshape(-1)
-        return cls(buffer, offsets, shapes)
+        sizes = shapes.prod(axis=1)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        buffer = np.empty(int(sizes.sum()), dtype=np.uint8)
+        for start, arr in zip(starts, arrays, strict=True):
+            buffer[start : start + arr.size] = arr.reshape(-1)
+        return cls(buffer, starts, shapes)
 
     def __len__(self) -> int:
         return len(self.shapes)
 
     @property
     def nbytes(self) -> int:
-        return int(self.buffer.nbytes)
+        return int(self.shapes.prod(axis=1).sum())
+
+    def subset(self, indices: Sequence[int]) -> ImageCache:
+        """Some of the images, sharing this buffer (no copy)."""
+        index = np.asarray(indices, dtype=np.int64)
+        return ImageCache(self.buffer, self.starts[index], self.shapes[index])
 
     def get(self, index: int) -> np.ndarray:
-        start, stop = self.offsets[index], self.offsets[index + 1]
-        return self.buffer[start:stop].reshape(tuple(self.shapes[index]))
+        start = self.starts[index]
+        shape = tuple(self.shapes[index])
+        return self.buffer[start : start + int(np.prod(shape))].reshape(shape)
 
 
 # --------------------------------------------------------------------------- dataset
@@ -541,6 +547,23 @@ class DigitDataset(Dataset[tuple[torch.Tensor, Target]]):
         if self.cache is not None:
             return self.cache.get(index)
         return self.decode(self.split.path(self.split.images[index]))
+
+    def shard(self, rank: int, world_size: int) -> DigitDataset:
+        """Every ``world_size``-th image from ``rank`` (one data-parallel process's share)."""
+        images = self.split.images[rank::world_size]
+        part = Split(
+            self.split.name,
+            self.split.image_dir,
+            self.split.json_path,
+            images,
+            self.split.boxes,
+            self.split.labels,
+            self.split.clipped_boxes,
+        )
+        shard = DigitDataset(part, self.cfg, train=self.train)
+        if self.cache is not None:
+            shard.cache = self.cache.subset(range(rank, len(self.split.images), world_size))
+        return shard
 
     def build_cache(self, progress: Callable[[int], None] | None = None) -> ImageCache:
         paths = [self.split.path(r) for r in self.split.images]

@@ -1,0 +1,148 @@
+"""Data-parallel training through PyTorch DDP, launched by ``torchrun``.
+
+``torchrun --nproc_per_node=N -m digitexp run SPEC --variant V`` starts N processes; each
+finds its rank in the environment torchrun sets. Batches are sharded with
+``DistributedSampler`` (``set_epoch`` every epoch), losses and metrics are reduced across
+ranks, validation detections are gathered on rank 0, and only rank 0 talks to MLflow and
+writes checkpoints. The backend is NCCL on GPUs and gloo on the CPU.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler, Sampler
+
+from digitexp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int
+    world_size: int
+    local_rank: int
+    backend: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # ----------------------------------------------------------------- collectives
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The element-wise sum over ranks (a copy; the input is untouched)."""
+        out = tensor.detach().clone()
+        if self.backend == "nccl" or out.device.type == "cpu":
+            dist.all_reduce(out, op=dist.ReduceOp.SUM)
+            return out
+        cpu = out.cpu()
+        dist.all_reduce(cpu, op=dist.ReduceOp.SUM)
+        return cpu.to(out.device)
+
+    def min_int(self, value: int) -> int:
+        t = torch.tensor([value], dtype=torch.int64, device=self._collective_device())
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return int(t.item())
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Every rank's object on rank 0 (None elsewhere)."""
+        out: list[Any] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's object on every rank."""
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    def _collective_device(self) -> torch.device:
+        if self.backend == "nccl":
+            return torch.device("cuda", self.local_rank)
+        return torch.device("cpu")
+
+
+def from_env() -> Distributed | None:
+    """The DDP context when started by torchrun (WORLD_SIZE > 1), else None.
+
+    Initializes the default process group (NCCL when CUDA is there, else gloo) once.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"LOCAL_RANK {local_rank}: only {torch.cuda.device_count()} CUDA device(s)"
+            )
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+    return Distributed(rank, world, local_rank, backend)
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class DistributedBatches(Sampler[list[int]]):
+    """This rank's batches: ``DistributedSampler`` order (seeded, ``set_epoch``), cut into
+    batches, optionally only within aspect-ratio groups (as torchvision's reference does)."""
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        *,
+        seed: int,
+        ctx: Distributed,
+        groups: Sequence[int] | None = None,
+    ) -> None:
+        self.sampler = DistributedSampler(
+            range(size), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed
+        )
+        self.batch_size = batch_size
+        self.groups = list(groups) if groups is not None else None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.groups is None:
+            batch: list[int] = []
+            for index in self.sampler:
+                batch.append(index)
+                if len(batch) == self.batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+            return
+        buckets: dict[int, list[int]] = {}
+        for index in self.sampler:
+            bucket = buckets.setdefault(self.groups[index], [])
+            bucket.append(index)
+            if len(bucket) == self.batch_size:
+                yield bucket.copy()
+                bucket.clear()
+        for _, bucket in sorted(buckets.items()):
+            if bucket:
+                yield bucket
+
+    def __len__(self) -> int:
+        """Batches every rank trains per epoch: the same on all ranks (DDP needs that). With
+        groups an epoch yields at least this many (leftover partial batches are extra)."""
+        return -(-len(self.sampler) // self.batch_size)
