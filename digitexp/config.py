@@ -200,13 +200,17 @@ class TrainConfig:
     amp: bool = True
     device: str = "auto"
     seed: int = 0
+    # DataLoader worker processes; -1 = one per CPU core, at most 8.
     workers: int = 2
     # Read the loss back to the host every N steps (no sync on the other steps).
     log_every: int = 20
     # Stop each epoch after N batches (0 = the whole split); for smoke runs.
     max_steps_per_epoch: int = 0
     eval_batch_size: int = 8
+    # channels_last memory format for the backbone's convolutions (CUDA only).
     channels_last: bool = False
+    # torch.compile the backbone (CUDA only; off: not measured to help yet).
+    compile_backbone: bool = False
     # With N data-parallel processes (torchrun) the effective batch is N x batch_size:
     # "linear" multiplies lr by N (Goyal et al. 2017), "none" keeps it.
     lr_scaling: LrScaling = "none"
@@ -225,7 +229,7 @@ class TrainConfig:
         _require(0 < self.warmup_factor <= 1, "train.warmup_factor", "must be in (0, 1]")
         _require(self.grad_clip_norm >= 0, "train.grad_clip_norm", "must be >= 0 (0 = off)")
         _require(self.early_stop_patience >= 0, "train.early_stop_patience", "must be >= 0")
-        _require(self.workers >= 0, "train.workers", "must be >= 0")
+        _require(self.workers >= -1, "train.workers", "must be >= 0 (or -1 = one per core)")
         _require(self.log_every >= 1, "train.log_every", "must be >= 1")
         _require(self.max_steps_per_epoch >= 0, "train.max_steps_per_epoch", "must be >= 0")
         _require(

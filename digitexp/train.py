@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import tempfile
 import time
@@ -115,6 +116,28 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     if not cfg.amp or device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def loader_workers(setting: int) -> int:
+    """``train.workers``; -1 means one per CPU core, at most 8."""
+    if setting >= 0:
+        return setting
+    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 4)
+
+
+def _to_channels_last(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+
+
+def speed_up_backbone(model: torch.nn.Module, *, channels_last: bool, compile: bool) -> None:
+    """channels_last weights and inputs for the backbone's convolutions (tensor cores prefer
+    NHWC), and optionally torch.compile of the backbone."""
+    backbone = model.backbone  # type: ignore[attr-defined]
+    if channels_last:
+        backbone.to(memory_format=torch.channels_last)
+        backbone.register_forward_pre_hook(_to_channels_last)
+    if compile:
+        backbone.forward = torch.compile(backbone.forward, dynamic=True)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -280,8 +303,8 @@ class _Trainer:
         # ``core`` is the model itself (state dicts, evaluation); ``model`` trains (DDP-wrapped
         # when data-parallel)
         self.core = build_model(cfg.model).to(self.device)
-        if t.channels_last and self.device.type == "cuda":
-            self.core.backbone.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            speed_up_backbone(self.core, channels_last=t.channels_last, compile=t.compile_backbone)
         self.model: torch.nn.Module = self.core
         if ctx is not None:
             ids = [ctx.local_rank] if self.device.type == "cuda" else None
@@ -317,7 +340,7 @@ class _Trainer:
         loader = DataLoader(
             dataset,
             batch_sampler=sampler,
-            num_workers=t.workers,
+            num_workers=loader_workers(t.workers),
             collate_fn=collate,
             pin_memory=self.device.type == "cuda",
             generator=self.generator,
@@ -455,7 +478,7 @@ class _Trainer:
             dataset,
             device=self.device,
             batch_size=self.cfg.train.eval_batch_size,
-            workers=self.cfg.train.workers,
+            workers=loader_workers(self.cfg.train.workers),
             pre_normalize=self.cfg.data.pre_normalize,
             amp_dtype=self.amp,
             progress=self.progress,
@@ -617,7 +640,7 @@ def _finish(trainer: _Trainer, seconds: float, stopped_early: bool) -> RunResult
             test_set,
             device=trainer.device,
             batch_size=cfg.train.eval_batch_size,
-            workers=cfg.train.workers,
+            workers=loader_workers(cfg.train.workers),
             pre_normalize=cfg.data.pre_normalize,
             amp_dtype=trainer.amp,
             progress=trainer.progress,

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -42,6 +41,8 @@ def decode_image(path: Path) -> np.ndarray:
 
 def binarize(rgb: np.ndarray, block_size: int = 11, c: float = 2.0) -> np.ndarray:
     """The report's adaptive binarization, as OpenCV computes it, replicated to 3 channels."""
+    import cv2
+
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     thresh = cv2.adaptiveThreshold(
         gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block_size, c
