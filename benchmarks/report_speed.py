@@ -23,24 +23,10 @@ from mlflow.tracking import MlflowClient
 
 from digitexp import report
 from digitexp.spec import load_spec
-from digitexp.tracking import TrackingStore
+from digitexp.tracking import EPOCH_METRICS, TrackingStore
 
 REPO = Path(__file__).resolve().parents[1]
-KEYS = (
-    "train_loss",
-    "loss_classifier",
-    "loss_box_reg",
-    "loss_objectness",
-    "loss_rpn_box_reg",
-    "lr",
-    "val_map",
-    "val_map50",
-    "val_map75",
-    "val_digit_acc",
-    "val_number_acc",
-    "epoch_seconds",
-    "train_images_per_s",
-)
+KEYS = EPOCH_METRICS
 
 
 def populate(uri: str, runs: int, epochs: int) -> list[str]:

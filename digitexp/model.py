@@ -33,7 +33,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from digitexp.config import ModelConfig
 from digitexp.data.coco import NUM_CLASSES
-from digitexp.errors import ConfigError, WeightsError
+from digitexp.errors import ConfigError, WeightsError, first_line
 
 log = logging.getLogger("digitexp.model")
 
@@ -69,7 +69,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise WeightsError(f"{path}: not a loadable weights file ({first})") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]

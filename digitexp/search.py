@@ -27,7 +27,7 @@ from digitexp import fsutil
 from digitexp.candidates import CandidateCache, ThresholdEngine, build_cache
 from digitexp.config import ExperimentConfig, apply_overrides
 from digitexp.data.coco import DigitDataset, load_split
-from digitexp.errors import ConfigError, DigitexpError, TrackingError
+from digitexp.errors import ConfigError, DigitexpError, TrackingError, first_line
 from digitexp.fasteval import CandidatePool
 from digitexp.model import build_model
 from digitexp.plotting import pyplot, save
@@ -262,7 +262,7 @@ def open_study(storage: str, name: str, objective: Objective, sampler: Any) -> A
     except ValueError as exc:
         raise SearchError(f"study {name!r} in {mask_uri(storage)}: {exc}") from None
     except Exception as exc:  # storage errors come as several SQLAlchemy / Optuna types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise SearchError(
             f"{mask_uri(storage)}: cannot open the Optuna storage ({first})"
         ) from None

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 from urllib.request import url2pathname
 
 from digitexp import fsutil
-from digitexp.errors import TrackingError
+from digitexp.errors import TrackingError, first_line
 
 log = logging.getLogger("digitexp.tracking")
 
@@ -53,6 +53,23 @@ TAG_HEARTBEAT = "digitexp.heartbeat"
 TAG_OWNER = "digitexp.owner"
 TAG_EPOCH = "digitexp.epoch"
 PARENT_TAG = "mlflow.parentRunId"
+# DESIGN.md's per-epoch metrics (step = epoch, from 1) and summary metrics
+EPOCH_METRICS = (
+    "train_loss",
+    "loss_classifier",
+    "loss_box_reg",
+    "loss_objectness",
+    "loss_rpn_box_reg",
+    "lr",
+    "val_map",
+    "val_map50",
+    "val_map75",
+    "val_digit_acc",
+    "val_number_acc",
+    "epoch_seconds",
+    "train_images_per_s",
+)
+SUMMARY_METRICS = ("best_val_map", "best_epoch", "final_train_loss", "test_map", "test_number_acc")
 HEARTBEAT_SECONDS = float(os.environ.get("DIGITEXP_HEARTBEAT_S", "30"))
 STALE_AFTER_SECONDS = max(120.0, 4 * HEARTBEAT_SECONDS)
 
@@ -434,7 +451,7 @@ class TrackingStore:
                     continue
                 if not (locked or isinstance(exc, MlflowException | OSError)):
                     raise
-                message = text.strip().splitlines()[0] if text.strip() else repr(exc)
+                message = first_line(exc)
                 raise TrackingError(f"{self.masked_uri}: {mask_uri(message)[:300]}") from None
 
     # ----------------------------------------------------------------- writing
@@ -550,20 +567,7 @@ class TrackingStore:
                 order_by=["attributes.start_time DESC"],
                 page_token=token,
             )
-            for run in page:
-                out.append(
-                    RunRecord(
-                        run_id=run.info.run_id,
-                        experiment=ids[run.info.experiment_id],
-                        name=run.info.run_name or "",
-                        status=run.info.status,
-                        start_time=run.info.start_time or 0,
-                        end_time=run.info.end_time,
-                        tags=dict(run.data.tags),
-                        params=dict(run.data.params),
-                        metrics=dict(run.data.metrics),
-                    )
-                )
+            out.extend(_record(run, ids[run.info.experiment_id]) for run in page)
             token = page.token
             if not token:
                 break
@@ -579,17 +583,7 @@ class TrackingStore:
         except MlflowException:
             raise TrackingError(f"{self.masked_uri}: no run with id {run_id!r}") from None
         exp = self.call(self.client.get_experiment, run.info.experiment_id)
-        return RunRecord(
-            run_id=run.info.run_id,
-            experiment=exp.name,
-            name=run.info.run_name or "",
-            status=run.info.status,
-            start_time=run.info.start_time or 0,
-            end_time=run.info.end_time,
-            tags=dict(run.data.tags),
-            params=dict(run.data.params),
-            metrics=dict(run.data.metrics),
-        )
+        return _record(run, exp.name)
 
     def metric_histories(self, run_ids: Sequence[str], keys: Iterable[str]) -> History:
         """``{run_id: {key: [(step, value), ...]}}`` in bulk: one query per key and 100 runs.
@@ -649,6 +643,21 @@ class TrackingStore:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(local, dst)
         return dst
+
+
+def _record(run: Any, experiment: str) -> RunRecord:
+    """An MLflow Run as a RunRecord."""
+    return RunRecord(
+        run_id=run.info.run_id,
+        experiment=experiment,
+        name=run.info.run_name or "",
+        status=run.info.status,
+        start_time=run.info.start_time or 0,
+        end_time=run.info.end_time,
+        tags=dict(run.data.tags),
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+    )
 
 
 def _last_per_step(points: list[tuple[int, float]]) -> list[tuple[int, float]]:

@@ -37,7 +37,7 @@ from digitexp.data.coco import (
 )
 from digitexp.data.transforms import prepare_batch
 from digitexp.distributed import Distributed, DistributedBatches
-from digitexp.errors import ConfigError, TrainingError, WeightsError
+from digitexp.errors import ConfigError, TrainingError, WeightsError, first_line
 from digitexp.evaluate import Detections, coco_results, evaluate
 from digitexp.model import build_model, count_parameters
 from digitexp.predict import autocast, infer, write_submission
@@ -224,7 +224,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or a pickle that would run code
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise WeightsError(f"{path}: not a loadable checkpoint ({first[:200]})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise WeightsError(f"{path}: not a digitexp checkpoint (no model/config entries)")

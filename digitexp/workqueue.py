@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from digitexp.config import config_hash
-from digitexp.errors import DigitexpError, TrackingError
+from digitexp.errors import DigitexpError, TrackingError, first_line
 from digitexp.runner import RunOutcome, RunPlan, _Job, _run_one, _tags, preflight
 from digitexp.tracking import (
     TAG_KIND,
@@ -71,7 +71,7 @@ def _storage(url: str, heartbeat: float) -> Any:
             failed_trial_callback=retry(max_retry=3),
         )
     except Exception as exc:  # SQLAlchemy errors for a bad URL or an unreachable server
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise QueueError(f"{mask_uri(url)}: cannot open the queue storage ({first})") from None
 
 
