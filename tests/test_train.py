@@ -261,3 +261,30 @@ def test_lr_schedule_closed_forms() -> None:
     ).train
     h = lr_factor(warm, steps_per_epoch=100)
     assert h(0) == pytest.approx(0.1) and h(5) == pytest.approx(0.55) and h(10) == 1.0
+
+
+def test_predict_writes_the_submission_files(smoke_run: dict, synth_root: Path) -> None:
+    client = MlflowClient(smoke_run["uri"])
+    _, children = _children(client, "tiny")
+    run_id = children[0].info.run_id
+    out = smoke_run["tmp"] / "submission"
+    result = run_subprocess(
+        "predict",
+        run_id,
+        "--images",
+        synth_root / "test",
+        "--out",
+        out,
+        env={"MLFLOW_TRACKING_URI": smoke_run["uri"]},
+        cwd=smoke_run["tmp"],
+    )
+    assert result.code == 0, result.err
+    assert "pred.json" in result.out
+    logged = Path(
+        client.download_artifacts(run_id, "predictions/test", str(smoke_run["tmp"] / "logged"))
+    )
+    # the same checkpoint on the same images gives the run's own submission
+    assert (out / "pred.csv").read_text() == (logged / "pred.csv").read_text()
+    assert json.loads((out / "pred.json").read_text()) == json.loads(
+        (logged / "pred.json").read_text()
+    )
