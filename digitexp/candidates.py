@@ -241,17 +241,28 @@ class ThresholdEngine:
     plain per-class NMS above).
     """
 
-    # pairs whose plain IoU is this far below the lowest NMS threshold can never suppress
-    MARGIN = 0.01
-
     def __init__(self, cache: CandidateCache, detections_per_img: int, min_nms: float = 0.0):
         self.cache = cache
         self.k = detections_per_img
+        self.min_nms = min_nms
         self.n = len(cache.scores)
         self.num_images = len(cache.image_ids)
         self.bounds = _segment_starts(cache.image, self.num_images)
         self._prefix_max()
-        self._edges(min_nms - self.MARGIN)
+        self._edges()
+
+    def _band(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Per pair, a bound on |IoU on offset coordinates - plain IoU|: offsets reach
+        10 x (largest coordinate + 1), where float32 spacing is ``ulp``; an IoU moves by at
+        most a few ulp over the shortest side of the two boxes (thin boxes move most)."""
+        c = self.cache
+        top = float(c.boxes.max()) if self.n else 0.0
+        ulp = float(np.spacing(np.float32(11 * (top + 1))))
+        sides = np.minimum(
+            np.minimum(c.boxes[src, 2] - c.boxes[src, 0], c.boxes[src, 3] - c.boxes[src, 1]),
+            np.minimum(c.boxes[dst, 2] - c.boxes[dst, 0], c.boxes[dst, 3] - c.boxes[dst, 1]),
+        ).astype(np.float64)
+        return 8 * ulp / np.maximum(sides, 1e-6) + 1e-6
 
     def _prefix_max(self) -> None:
         """Per candidate: the largest coordinate among its image's candidates up to it."""
@@ -260,7 +271,7 @@ class ThresholdEngine:
         lift = c.image.astype(np.float64) * 1e7  # coordinates are < 1e7: segments stay apart
         self.prefix_max = (np.maximum.accumulate(top + lift) - lift).astype(np.float32)
 
-    def _edges(self, min_iou: float) -> None:
+    def _edges(self) -> None:
         """Same-image, same-class pairs (earlier -> later in score order) that could ever
         suppress, ordered by the later box's score (descending): the pairs of a trial are a
         prefix. Each keeps its plain IoU; the IoU torchvision computes on offset coordinates
@@ -283,32 +294,33 @@ class ThresholdEngine:
             src = np.concatenate(src_parts)
             dst = np.concatenate(dst_parts)
             plain = _kernel_iou(c.boxes[src], c.boxes[dst])
-            keep = plain > min_iou
-            src, dst, plain = src[keep], dst[keep], plain[keep]
+            band = self._band(src, dst)
+            keep = plain.astype(np.float64) + band > self.min_nms  # may suppress at some NMS
+            src, dst, plain, band = src[keep], dst[keep], plain[keep], band[keep]
         else:
             src = dst = np.zeros(0, dtype=np.int64)
             plain = np.zeros(0, dtype=np.float32)
+            band = np.zeros(0)
         by_dst = np.argsort(dst, kind="stable")  # candidate index order = score order per image
         by_score = by_dst[np.argsort(-c.scores[dst[by_dst]], kind="stable")]
         self.src = src[by_score].astype(np.int64)
         self.dst = dst[by_score].astype(np.int64)
-        self.plain_iou = plain[by_score].astype(np.float32)
+        self.plain_iou = plain[by_score].astype(np.float64)
+        self.band = band[by_score]
         self.dst_score = c.scores[self.dst]
 
     @property
     def edges(self) -> int:
         return len(self.src)
 
-    # the IoU on offset coordinates differs from the plain one by far less than this
-    EXACT_BAND = 0.01
-
     def _suppresses(
         self, active: int, passes: np.ndarray, nms: float
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The active pairs (src, dst) whose earlier box suppresses the later one at ``nms``."""
-        plain = self.plain_iou[:active]
-        hits = plain > np.float32(nms + self.EXACT_BAND)  # surely above, whatever the rounding
-        near = np.flatnonzero((plain > np.float32(nms - self.EXACT_BAND)) & ~hits)
+        """The active pairs (src, dst) whose earlier box suppresses the later one at ``nms``:
+        decided by the plain IoU where it is surely on one side, computed exactly near it."""
+        plain, band = self.plain_iou[:active], self.band[:active]
+        hits = plain - band > nms
+        near = np.flatnonzero((plain + band > nms) & ~hits)
         if near.size:
             hits[near] = self._exact_iou(near, passes) > float(nms)
         return self.src[:active][hits], self.dst[:active][hits]
@@ -332,6 +344,8 @@ class ThresholdEngine:
 
     def select(self, score_thresh: float, nms_thresh: float) -> np.ndarray:
         """Mask of the candidates torchvision would return with these thresholds."""
+        if nms_thresh < self.min_nms:
+            raise ValueError(f"box_nms_thresh {nms_thresh} is below this engine's {self.min_nms}")
         c = self.cache
         s = np.float32(score_thresh)
         passes = c.scores > s
@@ -349,18 +363,17 @@ class ThresholdEngine:
         before = np.r_[0, rank][self.bounds[:-1]]  # kept candidates of earlier images
         return keep & ((rank - 1 - before[c.image]) < self.k)
 
-    def capped_images(self, score_thresh: float, selected: np.ndarray) -> int:
-        """Images where the cap may have changed the result of :meth:`select` (``selected``):
-        the cache was truncated, fewer than ``detections_per_img`` survived, and the last
-        cached candidate passed the score threshold (so candidates beyond the cap could have
-        been returned too)."""
+    def capped_images(self, score_thresh: float) -> int:
+        """Images where the cap may have changed the result of :meth:`select`: the cache was
+        truncated and its last candidate passes the score threshold, so boxes beyond the cap
+        pass too (they could be returned, and they change the NMS offsets and the box count
+        that picks torchvision's NMS path)."""
         c = self.cache
-        per_image = np.bincount(c.image[selected], minlength=self.num_images)
         last = self.bounds[1:] - 1
         last_passes = np.zeros(self.num_images, dtype=bool)
         has = self.bounds[1:] > self.bounds[:-1]
         last_passes[has] = c.scores[last[has]] > np.float32(score_thresh)
-        return int((c.truncated & (per_image < self.k) & last_passes).sum())
+        return int((c.truncated & last_passes).sum())
 
     def detections(self, score_thresh: float, nms_thresh: float) -> list[Detections]:
         """The selected detections per image, as the model would return them."""

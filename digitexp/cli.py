@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -226,8 +228,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
             [run.run_id, run.experiment, run.name, text, run.tag(TAG_EPOCH) or "–", started]
         )
         if state.name in ("failed", "killed", "stale"):
-            spec_path = run.tag(TAG_SPEC_PATH) or f"ablations/{run.experiment}.py"
-            resumable.append(f"python -m digitexp run {spec_path} --resume {run.run_id}")
+            spec = run.tag("digitexp.spec") or run.experiment
+            spec_path = run.tag(TAG_SPEC_PATH) or f"ablations/{spec}.py"
+            where = "" if run.experiment == spec else f" --experiment {run.experiment}"
+            resumable.append(f"python -m digitexp run {spec_path}{where} --resume {run.run_id}")
     print(_table(rows, ["run id", "experiment", "name", "state", "epochs", "started"]))
     if resumable:
         print("\nto resume:")
@@ -558,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--storage", help="Optuna storage URL (default: optuna.db beside the store)")
     p.add_argument("--study", help="study name (default: thresholds-RUN-SPLIT-OBJECTIVE)")
-    p.add_argument("--split", default="valid")
+    p.add_argument("--split", help="default: the run's validation split")
     p.add_argument("--cap", type=int, default=300, help="candidates kept per image (default 300)")
     p.add_argument("--device", help="device for the one inference pass")
     p.add_argument("--batch-size", type=int, dest="batch_size")
@@ -570,6 +574,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_ui)
     return parser
+
+
+def _sigterm_interrupts() -> None:
+    """SIGTERM (torchrun's teardown, a scheduler's preemption) ends a run like Ctrl-C: it is
+    marked KILLED and its last checkpoint stays, instead of being left RUNNING."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def one_line(exc: BaseException) -> str:
@@ -587,6 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    _sigterm_interrupts()
     try:
         return int(args.func(args))
     except DigitexpError as exc:

@@ -36,17 +36,14 @@ class Distributed:
     # ----------------------------------------------------------------- collectives
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The element-wise sum over ranks (a copy; the input is untouched)."""
+        """The element-wise sum over ranks (a copy; the input is untouched). CPU tensors go
+        through gloo and CUDA tensors through NCCL (the group has both backends on GPUs)."""
         out = tensor.detach().clone()
-        if self.backend == "nccl" or out.device.type == "cpu":
-            dist.all_reduce(out, op=dist.ReduceOp.SUM)
-            return out
-        cpu = out.cpu()
-        dist.all_reduce(cpu, op=dist.ReduceOp.SUM)
-        return cpu.to(out.device)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
 
     def min_int(self, value: int) -> int:
-        t = torch.tensor([value], dtype=torch.int64, device=self._collective_device())
+        t = torch.tensor([value], dtype=torch.int64)
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return int(t.item())
 
@@ -65,24 +62,21 @@ class Distributed:
     def barrier(self) -> None:
         dist.barrier()
 
-    def _collective_device(self) -> torch.device:
-        if self.backend == "nccl":
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
-
 
 def from_env() -> Distributed | None:
     """The DDP context when started by torchrun (WORLD_SIZE > 1), else None.
 
-    Initializes the default process group (NCCL when CUDA is there, else gloo) once.
+    Initializes the default process group once: NCCL for CUDA tensors and gloo for CPU
+    tensors when CUDA is there (so CPU-side reductions and ``train.device=cpu`` work too),
+    gloo alone otherwise.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return None
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
         if local_rank >= torch.cuda.device_count():
             raise ConfigError(
                 f"LOCAL_RANK {local_rank}: only {torch.cuda.device_count()} CUDA device(s)"

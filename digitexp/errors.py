@@ -40,5 +40,9 @@ class TrackingError(DigitexpError):
     """The tracking store cannot be reached or a run/artifact is missing."""
 
 
+class RunNotFound(TrackingError):
+    """No run with that id in the store."""
+
+
 class TrainingError(DigitexpError):
     """Training had to stop (non-finite loss, ...)."""

@@ -239,7 +239,8 @@ class CandidatePool:
         if cfg.agnostic_nms or self.gt_number_overflow:
             return self._number_accuracy_per_image(idx, cfg)
         d = self.dets
-        idx = idx[d.scores[idx] > cfg.score_thresh]
+        # as evaluate() compares: the float32 score against the threshold in float32
+        idx = idx[d.scores[idx].astype(np.float32) > np.float32(cfg.score_thresh)]
         image = d.image[idx]
         order = np.lexsort((d.boxes[idx, 0], image))  # by image, then x_min (stable)
         idx, image = idx[order], image[order]

@@ -343,6 +343,12 @@ def _box_head(model: FasterRCNN, cfg: ModelConfig) -> tuple[nn.Module, bool]:
     raise ConfigError(f"unexpected box head {type(head).__name__}")  # pragma: no cover
 
 
+def _float32_outputs(
+    module: nn.Module, args: Any, output: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return output[0].float(), output[1].float()
+
+
 def build_model(cfg: ModelConfig) -> FasterRCNN:
     """A Faster R-CNN for 11 classes (background + digits 0-9) with the configured knobs."""
     own_weights_file = cfg.weights not in ("DEFAULT", "none")
@@ -391,6 +397,9 @@ def build_model(cfg: ModelConfig) -> FasterRCNN:
         )
     model.roi_heads.box_head = box_head
     model.roi_heads.box_predictor = FastRCNNPredictor(cfg.box_head_dim, NUM_CLASSES)
+    # under autocast the predictor would hand bf16/fp16 scores and deltas to the box decoding
+    # and NMS: keep the post-processing (and the threshold search's replay of it) in float32
+    model.roi_heads.box_predictor.register_forward_hook(_float32_outputs)
 
     if own_weights_file:
         state = read_state_dict(Path(cfg.weights))

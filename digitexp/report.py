@@ -5,8 +5,9 @@ spec x variant x seed the latest FINISHED training run (tag ``digitexp.kind=trai
 killed and still-running runs are left out and listed. With several seeds a cell is
 ``mean ± std (n)``; a variant's difference to the spec's first variant is marked ``≈`` (not
 distinguishable) when it is within the seed-to-seed spread: |Δ mean| <= std_a + std_b (sample
-standard deviations over seeds; the mean ± std bands overlap). When neither variant has two
-seeds, the spread of ``final.py``'s seeds (same preset) stands in, and the table says so.
+standard deviations over seeds; the mean ± std bands overlap; when only one of the two has
+several seeds, twice its std). When neither variant has two seeds, the spread of
+``final.py``'s seeds (same preset) stands in, and the table says so.
 """
 
 from __future__ import annotations
@@ -159,8 +160,10 @@ def delta(a: Stat, b: Stat, fallback_std: float | None) -> Delta | None:
     if a.mean is None or b.mean is None:
         return None
     stds = [s for s in (a.std, b.std) if s is not None]
-    if stds:
+    if len(stds) == 2:
         return Delta(b.mean - a.mean, sum(stds), "seeds")
+    if stds:  # one side has one seed: take the other side's spread for both
+        return Delta(b.mean - a.mean, 2 * stds[0], "seeds")
     if fallback_std is not None:
         return Delta(b.mean - a.mean, 2 * fallback_std, "final.py")
     return Delta(b.mean - a.mean, None, "")
@@ -671,6 +674,11 @@ def _write_section(section: Section, store: TrackingStore, out: Path) -> str:
             f" · preset(s) {', '.join(section.presets())} · data {', '.join(section.data_roots())}"
         )
     lines[-1] += "\n"
+    if len(section.presets()) > 1 or len(section.data_roots()) > 1:
+        lines.append(
+            "_These runs mix presets or data roots: compare with care, or rebuild with "
+            "`report --preset P`._\n"
+        )
     table = markdown_table(section)
     fsutil.write_text(out / "tables" / f"{name}.md", table)
     frame = csv_frame(section)

@@ -10,6 +10,7 @@ checkpoint, in the same MLflow run.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from digitexp import model as model_mod
-from digitexp.config import DataConfig, ExperimentConfig, config_hash, from_dict
+from digitexp.config import DataConfig, ExperimentConfig, config_hash, from_dict, to_dict
 from digitexp.distributed import Distributed
 from digitexp.errors import ConfigError, DigitexpError, SpecError, TrackingError, TrainingError
 from digitexp.spec import Spec, resolve
@@ -37,6 +38,7 @@ from digitexp.tracking import (
     MlflowTracker,
     NullTracker,
     RunRecord,
+    RunStatus,
     TrackingStore,
     git_commit,
     run_state,
@@ -147,10 +149,18 @@ def execute(
             TAG_KIND: "invocation",
         },
     )
-    parent.log_text(spec.source, "spec.py")
     jobs = [_Job(plan, None) for plan in plans]
     return _under_parent(
-        jobs, store, experiment, parent.run_id, bundles, preset, commit, progress, ctx
+        jobs,
+        store,
+        experiment,
+        parent.run_id,
+        bundles,
+        preset,
+        commit,
+        progress,
+        ctx,
+        spec_source=spec.source,
     )
 
 
@@ -182,29 +192,54 @@ def _under_parent(
     commit: str,
     progress: bool | None,
     ctx: Distributed | None = None,
+    spec_source: str | None = None,
 ) -> list[RunOutcome]:
+    """Train the jobs as children of ``parent_id`` and end the parent with their outcome.
+
+    Every exit path ends the parent: FINISHED when all its children finished, FAILED when
+    one did not or an error escaped, KILLED on Ctrl-C."""
     outcomes: list[RunOutcome] = []
+    status: RunStatus = "FAILED"
     try:
+        if spec_source is not None:
+            store.call(store.client.log_text, parent_id, spec_source, "spec.py")
         for job in jobs:
-            if job.run is None:
-                tracker = store.create_run(
-                    experiment, job.plan.name, _tags(job.plan, preset, commit), parent_id
-                )
-                tracker.log_text(job.plan.spec.source, "spec.py")
-            else:
-                tracker = store.reopen_run(job.run.run_id)
+            tracker = _open_child(job, store, experiment, parent_id, preset, commit)
             data = bundles[job.plan.cfg.data]
             outcomes.append(_run_one(job, tracker, store, data, progress, ctx))
+        parent_experiment = store.get_run(parent_id).experiment
+        siblings = [r for r in store.runs([parent_experiment]) if r.parent_id == parent_id]
+        status = "FINISHED" if all(r.status == "FINISHED" for r in siblings) else "FAILED"
     except KeyboardInterrupt:
-        store.end_run(parent_id, "KILLED")
+        status = "KILLED"
         raise
-    except BaseException:
-        store.end_run(parent_id, "FAILED")
-        raise
-    siblings = [r for r in store.runs([experiment]) if r.parent_id == parent_id]
-    done = all(r.status == "FINISHED" for r in siblings)
-    store.end_run(parent_id, "FINISHED" if done else "FAILED")
+    finally:
+        store.end_run(parent_id, status)
     return outcomes
+
+
+def _open_child(
+    job: _Job,
+    store: TrackingStore,
+    experiment: str,
+    parent_id: str,
+    preset: str | None,
+    commit: str,
+) -> MlflowTracker:
+    """The job's run, new or reopened; a new one gets spec.py and config.json at once (so
+    even a run killed while it sets up can be resumed)."""
+    if job.run is not None:
+        return store.reopen_run(job.run.run_id)
+    tracker = store.create_run(
+        experiment, job.plan.name, _tags(job.plan, preset, commit), parent_id
+    )
+    try:
+        tracker.log_text(job.plan.spec.source, "spec.py")
+        tracker.log_dict(to_dict(job.plan.cfg), "config.json")
+    except BaseException:
+        store.end_run(tracker.run_id, "FAILED")
+        raise
+    return tracker
 
 
 def _run_one(
@@ -244,13 +279,17 @@ def _run_one(
                     ctx=ctx,
                 )
     except TrainingError as exc:
-        tracker.set_tags({TAG_ERROR: str(exc)[:5000]})
-        store.end_run(tracker.run_id, "FAILED")
+        try:
+            tracker.set_tags({TAG_ERROR: str(exc)[:5000]})
+        finally:
+            store.end_run(tracker.run_id, "FAILED")
         log.error("%s failed: %s", plan.name, exc)
         return outcome("FAILED", None, str(exc))
     except KeyboardInterrupt:
-        tracker.set_tags({TAG_ERROR: "interrupted (Ctrl-C)"})
-        store.end_run(tracker.run_id, "KILLED")
+        try:
+            tracker.set_tags({TAG_ERROR: "interrupted (Ctrl-C or SIGTERM)"})
+        finally:
+            store.end_run(tracker.run_id, "KILLED")
         raise
     except BaseException as exc:
         message = str(exc) if isinstance(exc, DigitexpError) else f"{type(exc).__name__}: {exc}"
@@ -280,6 +319,10 @@ def _restore(
     if not last.exists():
         return None
     state = load_checkpoint(last)
+    if int(state["early_stop"]["best_epoch"]) == int(state["epoch"]):
+        # last.pt is also the best epoch; a best.pt uploaded later (the epoch after, killed
+        # before its last.pt) must not win over it
+        shutil.copyfile(last, workdir / "checkpoints" / "best.pt")
     logged = {
         step
         for step, _ in store.metric_histories([run.run_id], ["train_loss"])[run.run_id].get(
@@ -377,7 +420,13 @@ def _unfinished_invocation(
     workdir: Path,
 ) -> tuple[str, list[_Job]]:
     runs = store.runs([experiment])
-    parents = [r for r in runs if r.tag(TAG_KIND) == "invocation" and r.tag(TAG_SPEC) == spec.name]
+    parents = [
+        r
+        for r in runs
+        if r.tag(TAG_KIND) == "invocation"
+        and r.tag(TAG_SPEC) == spec.name
+        and not r.tag("digitexp.queue")  # queue workers resume through the queue
+    ]
     if not parents:
         raise TrackingError(
             f"no earlier `run` of {spec.name} in experiment {experiment!r} to resume"
@@ -385,11 +434,19 @@ def _unfinished_invocation(
     parent = max(parents, key=lambda r: (r.start_time, r.run_id))
     children = [r for r in runs if r.parent_id == parent.run_id]
     jobs: list[_Job] = []
+    planned = {(p.variant, str(p.seed)): p for p in plans}
     for run in sorted(children, key=lambda r: r.start_time):
         if run_state(run).name == "finished":
             continue
         _check_resumable(run, spec)
-        jobs.append(_Job(_plan_of(spec, run, _run_config(store, run, workdir)), run))
+        try:
+            cfg = _run_config(store, run, workdir)
+        except TrackingError:  # killed before its config was logged: it never trained
+            plan = planned.get((run.tag(TAG_VARIANT), run.tag(TAG_SEED)))
+            if plan is None:
+                raise
+            cfg = plan.cfg
+        jobs.append(_Job(_plan_of(spec, run, cfg), run))
     started = {(r.tag(TAG_VARIANT), r.tag(TAG_SEED)) for r in children}
     jobs += [_Job(p, None) for p in plans if (p.variant, str(p.seed)) not in started]
     if not jobs:

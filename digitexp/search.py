@@ -10,6 +10,7 @@ re-running the command resumes it; each invocation is one MLflow run (tag
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -33,6 +34,7 @@ from digitexp.model import build_model
 from digitexp.plotting import pyplot, save
 from digitexp.progress import Progress
 from digitexp.tracking import (
+    TAG_DATA,
     TAG_KIND,
     TAG_SEED,
     TAG_SOURCE_RUN,
@@ -133,13 +135,14 @@ def load_source(store: TrackingStore, run_id: str, workdir: Path) -> Source:
 
 
 def _cached_candidates(
-    store: TrackingStore, source: Source, split: str, cap: int, workdir: Path
+    store: TrackingStore, source: Source, split: str, cap: int, data_root: str, workdir: Path
 ) -> tuple[CandidateCache, str] | None:
-    """A candidate cache logged by an earlier search on the same run, split and cap."""
+    """A candidate cache logged by an earlier search on the same run, split, data and cap."""
     artifact = CACHE_ARTIFACT.format(split=split, cap=cap)
     runs = store.runs(
         [source.run.experiment],
-        f"tags.`{TAG_SOURCE_RUN}` = '{source.run.run_id}' and tags.`{TAG_SPLIT}` = '{split}'",
+        f"tags.`{TAG_SOURCE_RUN}` = '{source.run.run_id}' and tags.`{TAG_SPLIT}` = '{split}'"
+        f" and tags.`{TAG_DATA}` = '{data_root}'",
     )
     for run in runs:
         try:
@@ -166,37 +169,42 @@ class Evaluator:
         start = time.perf_counter()
         mask = self.engine.select(score, nms)
         metrics = self.pool.score(mask, self.cfg.eval)
-        metrics["capped_images"] = float(self.engine.capped_images(score, mask))
+        metrics["capped_images"] = float(self.engine.capped_images(score))
         metrics["detections"] = float(mask.sum())
         self.seconds.append(time.perf_counter() - start)
         return metrics
 
 
-def prepare(
-    source: Source,
-    *,
-    split: str,
-    cap: int,
-    device: str | None,
-    batch_size: int | None,
-    min_nms: float,
-    progress: bool | None,
-    cache: CandidateCache | None = None,
-    data_root: str | None = None,
-) -> tuple[Evaluator, CandidateCache, float]:
-    """The evaluator (and the cache, built with one inference pass unless given)."""
+def search_config(source: Source, device: str | None, data_root: str | None) -> ExperimentConfig:
+    """The source run's config, to rebuild its model here (weights come from best.pt)."""
     overrides: dict[str, Any] = {"model.weights": "none"}
     if device:
         overrides["train.device"] = device
     if data_root:
         overrides["data.root"] = data_root
-    cfg = apply_overrides(source.cfg, overrides)
-    data = load_split(Path(cfg.data.root), split, clip_boxes=cfg.data.clip_boxes)
+    return apply_overrides(source.cfg, overrides)
+
+
+def prepare(
+    cfg: ExperimentConfig,
+    state: dict[str, Any],
+    *,
+    split: str,
+    cap: int,
+    batch_size: int | None,
+    min_nms: float,
+    progress: bool | None,
+    cache: CandidateCache | None = None,
+) -> tuple[Evaluator, CandidateCache, float]:
+    """The evaluator (and the cache, built with one inference pass unless given). The run's
+    own validation split is taken as it was scored in training (``data.valid_limit``)."""
+    limit = cfg.data.valid_limit if split == cfg.data.valid_split else 0
+    data = load_split(Path(cfg.data.root), split, clip_boxes=cfg.data.clip_boxes, limit=limit)
     seconds = 0.0
     if cache is None:
         dev = resolve_device(cfg.train.device)
         model = build_model(cfg.model)
-        model.load_state_dict(source.state["model"])
+        model.load_state_dict(state["model"])
         model.to(dev)
         start = time.perf_counter()
         cache = build_cache(
@@ -347,7 +355,8 @@ def choices(study: Any, objective: Objective) -> list[Choice]:
         return []
 
     def pick(key: str, label: str) -> Choice:
-        best = max(done, key=lambda t: (t.user_attrs[key], -t.number))
+        other = "number_acc" if key == "map" else "map"  # ties: the one that is not dominated
+        best = max(done, key=lambda t: (t.user_attrs[key], t.user_attrs[other], -t.number))
         return Choice(label, best.number, dict(best.params), _metrics(best))
 
     match objective:
@@ -437,7 +446,7 @@ class SearchRequest:
     space: Mapping[str, Range] = field(default_factory=lambda: parse_space(None))
     storage: str | None = None
     study: str | None = None
-    split: str = "valid"
+    split: str | None = None  # None: the run's own validation split
     cap: int = 300
     device: str | None = None
     batch_size: int | None = None
@@ -458,8 +467,14 @@ class SearchOutcome:
     reused_cache: str | None
 
 
-def study_name(req: SearchRequest) -> str:
-    return req.study or f"thresholds-{req.run_id[:12]}-{req.split}-{req.objective}"
+def study_name(req: SearchRequest, split: str, data_root: str) -> str:
+    """One study per run, split, objective, and candidate set / space (cap, data, space):
+    resuming never mixes trials scored on different candidates or ranges."""
+    if req.study:
+        return req.study
+    space = " ".join(f"{k}={r.low:g}:{r.high:g}:{r.step:g}" for k, r in sorted(req.space.items()))
+    digest = hashlib.sha256(f"{req.cap}|{data_root}|{space}".encode()).hexdigest()[:8]
+    return f"thresholds-{req.run_id[:12]}-{split}-{req.objective}-{digest}"
 
 
 def run_search(
@@ -474,25 +489,28 @@ def run_search(
     with tempfile.TemporaryDirectory(prefix="digitexp-search-") as tmp:
         workdir = Path(tmp)
         source = load_source(store, req.run_id, workdir)
-        found = _cached_candidates(store, source, req.split, req.cap, workdir)
+        cfg = search_config(source, req.device, req.data_root)
+        split = req.split or cfg.data.valid_split
+        data_root = str(Path(cfg.data.root).resolve())
+        found = _cached_candidates(store, source, split, req.cap, data_root, workdir)
         cache, reused = found if found else (None, None)
-        min_nms = req.space["box_nms_thresh"].low
+        # the spec's own thresholds are scored too, so the engine covers them as well
+        min_nms = min(req.space["box_nms_thresh"].low, cfg.model.box_nms_thresh)
         evaluate, cache, inference_seconds = prepare(
-            source,
-            split=req.split,
+            cfg,
+            source.state,
+            split=split,
             cap=req.cap,
-            device=req.device,
             batch_size=req.batch_size,
             min_nms=min_nms,
             progress=progress,
             cache=cache,
-            data_root=req.data_root,
         )
-        name = study_name(req)
+        name = study_name(req, split, data_root)
         sampler = make_sampler(req.sampler, req.space, req.seed)
         study = open_study(storage, name, req.objective, sampler)
         study.set_user_attr("source_run", req.run_id)
-        study.set_user_attr("split", req.split)
+        study.set_user_attr("split", split)
         before = len(study.trials)
         tracker = store.create_run(
             source.run.experiment,
@@ -500,7 +518,8 @@ def run_search(
             {
                 TAG_KIND: "search",
                 TAG_SOURCE_RUN: req.run_id,
-                TAG_SPLIT: req.split,
+                TAG_SPLIT: split,
+                TAG_DATA: data_root,
                 TAG_STUDY: name,
                 TAG_SPEC: source.run.tag(TAG_SPEC),
                 TAG_VARIANT: source.run.tag(TAG_VARIANT),
@@ -520,7 +539,7 @@ def run_search(
                     "space": " ".join(
                         f"{k}={r.low:g}:{r.high:g}:{r.step:g}" for k, r in req.space.items()
                     ),
-                    "split": req.split,
+                    "split": split,
                     "cap": req.cap,
                     "study": name,
                     "storage": mask_uri(storage),
@@ -533,7 +552,7 @@ def run_search(
                 path = cache.save(
                     workdir
                     / "candidates"
-                    / Path(CACHE_ARTIFACT.format(split=req.split, cap=req.cap)).name
+                    / Path(CACHE_ARTIFACT.format(split=split, cap=req.cap)).name
                 )
                 tracker.log_artifact(path, "candidates")
             optimize(study, evaluate, req.space, req.objective, req.trials, progress)

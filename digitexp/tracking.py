@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 from urllib.request import url2pathname
 
 from digitexp import fsutil
-from digitexp.errors import TrackingError, first_line
+from digitexp.errors import RunNotFound, TrackingError, first_line
 
 log = logging.getLogger("digitexp.tracking")
 
@@ -80,18 +80,26 @@ def default_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@/\s]*@")
+
+
+def mask_text(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` in it replaced by ***."""
+    return _CREDENTIALS.sub(r"\1:***@", text)
+
+
 def mask_uri(uri: str) -> str:
     """The URI with any password replaced by ``***`` (safe to print and log)."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", uri)
-    if parts.password is None:
-        return uri
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    return mask_text(uri)
+
+
+def _without_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """(the URI without user:password@, user, password)."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri, None, None
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=netloc)), parts.username, parts.password
 
 
 def git_commit(path: Path | None = None) -> str:
@@ -152,16 +160,24 @@ def _check_reachable(uri: str, timeout: float = 10.0) -> None:
     """Fail fast, in one line, when a tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):
         return
+    import base64
     import urllib.error
     import urllib.request
 
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+        plain, user, password = _without_credentials(uri)
+        request = urllib.request.Request(plain.rstrip("/") + "/health")
+        if user is not None:
+            token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        urllib.request.urlopen(request, timeout=timeout).close()
     except urllib.error.HTTPError:
         return  # it answers (a proxy or an old server without /health): let MLflow talk to it
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise TrackingError(f"{mask_uri(uri)}: tracking server unreachable ({reason})") from None
+        raise TrackingError(
+            f"{mask_uri(uri)}: tracking server unreachable ({mask_text(str(reason))})"
+        ) from None
 
 
 def _param_value(value: Any) -> str:
@@ -269,6 +285,8 @@ class MlflowTracker:
             return
         dest = local / artifact_path if artifact_path else local
         dest.mkdir(parents=True, exist_ok=True)
+        for stale in dest.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-copy
+            stale.unlink(missing_ok=True)
         with fsutil.atomic_path(dest / path.name) as tmp:
             shutil.copyfile(path, tmp)
 
@@ -449,10 +467,12 @@ class TrackingStore:
                     time.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 2.0)
                     continue
-                if not (locked or isinstance(exc, MlflowException | OSError)):
+                if isinstance(exc, TrackingError) or not (
+                    locked or isinstance(exc, MlflowException | OSError)
+                ):
                     raise
                 message = first_line(exc)
-                raise TrackingError(f"{self.masked_uri}: {mask_uri(message)[:300]}") from None
+                raise TrackingError(f"{self.masked_uri}: {mask_text(message)[:300]}") from None
 
     # ----------------------------------------------------------------- writing
 
@@ -507,9 +527,13 @@ class TrackingStore:
         self.call(self.client.set_terminated, run_id, status)
 
     def reopen_run(self, run_id: str) -> MlflowTracker:
-        """Mark an unfinished run RUNNING again (to resume it) and return its tracker."""
+        """Mark an unfinished run RUNNING again (to resume it), owned by this process from now
+        on (so it does not look stale while its checkpoints download), and return its
+        tracker."""
         self.call(self.client.update_run, run_id, "RUNNING")
-        return MlflowTracker(self, run_id)
+        tracker = MlflowTracker(self, run_id)
+        tracker.set_tags({TAG_OWNER: owner_tag(), TAG_HEARTBEAT: f"{time.time():.0f}"})
+        return tracker
 
     @contextmanager
     def system_metrics(self, run_id: str) -> Iterator[None]:
@@ -578,10 +602,15 @@ class TrackingStore:
     def get_run(self, run_id: str) -> RunRecord:
         from mlflow.exceptions import MlflowException
 
-        try:
-            run = self.client.get_run(run_id)
-        except MlflowException:
-            raise TrackingError(f"{self.masked_uri}: no run with id {run_id!r}") from None
+        def fetch() -> Any:
+            try:
+                return self.client.get_run(run_id)
+            except MlflowException as exc:
+                if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    raise RunNotFound(f"{self.masked_uri}: no run with id {run_id!r}") from None
+                raise
+
+        run = self.call(fetch)
         exp = self.call(self.client.get_experiment, run.info.experiment_id)
         return _record(run, exp.name)
 

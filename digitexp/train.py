@@ -144,9 +144,10 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    # process-wide switches: set them every time, so one run's choice does not leak into
+    # the next variant of the same invocation
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = False  # input sizes vary: autotuning would re-run often
 
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -209,7 +210,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy(), *rest))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        for device, rng in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(rng, device)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -299,7 +301,9 @@ class _Trainer:
         if ctx is not None and self.device.type == "cuda":
             self.device = torch.device("cuda", ctx.local_rank)
         self.amp = amp_dtype(t, self.device)
-        self.sets = _datasets(cfg, data, progress)
+        if not self.is_main:  # only rank 0 predicts the test split
+            data = DataBundle(data.train, data.valid, None)
+        self.sets = _datasets(cfg, data, self.progress)
         # ``core`` is the model itself (state dicts, evaluation); ``model`` trains (DDP-wrapped
         # when data-parallel)
         self.core = build_model(cfg.model).to(self.device)
@@ -467,11 +471,12 @@ class _Trainer:
             )
         return total / steps
 
-    def validate(self) -> tuple[dict[str, float], list[Detections]]:
+    def validate(self, gather: bool = True) -> tuple[dict[str, float], list[Detections]]:
         """Metrics on valid. With DDP each rank predicts its share, rank 0 gathers and scores,
-        and every rank receives the metrics (early stopping decides the same everywhere)."""
+        and every rank receives the metrics (early stopping decides the same everywhere).
+        ``gather=False`` predicts the whole split in this process alone (no collectives)."""
         dataset = self.sets["valid"]
-        if self.ctx is not None:
+        if self.ctx is not None and gather:
             dataset = dataset.shard(self.ctx.rank, self.ctx.world_size)
         dets = infer(
             self.core,
@@ -484,7 +489,7 @@ class _Trainer:
             progress=self.progress,
             desc="validate",
         )
-        if self.ctx is None:
+        if self.ctx is None or not gather:
             return evaluate(self.sets["valid"].split, dets, self.cfg.eval), dets
         parts = self.ctx.gather(dets)
         metrics = None
@@ -589,10 +594,12 @@ def _fit(
         # checkpoints first, then the epoch's metrics: a run killed in between resumes from
         # this epoch's checkpoint and logs the metrics it holds, so no step is lost or doubled
         if trainer.is_main:
+            # last.pt first: a resume restores from it, and when it is also the best epoch
+            # it stands in for a best.pt that did not get written
+            tracker.log_artifact(trainer.save("last.pt"), "checkpoints")
             if improved:
                 trainer.best_val = (val, dets)
                 tracker.log_artifact(trainer.save("best.pt"), "checkpoints")
-            tracker.log_artifact(trainer.save("last.pt"), "checkpoints")
             tracker.log_metrics(metrics, step=epoch)
             tracker.set_tags({"digitexp.epoch": str(epoch)})
         log.info(
@@ -627,7 +634,10 @@ def _finish(trainer: _Trainer, seconds: float, stopped_early: bool) -> RunResult
         )
     best_path = trainer.workdir / "checkpoints" / "best.pt"
     trainer.core.load_state_dict(load_checkpoint(best_path)["model"])
-    val, val_dets = trainer.best_val if trainer.best_val is not None else trainer.validate()
+    if trainer.best_val is not None:
+        val, val_dets = trainer.best_val
+    else:  # resumed: the best epoch's detections are not in memory (rank 0 alone is here)
+        val, val_dets = trainer.validate(gather=False)
     preds = trainer.workdir / "predictions"
     tracker.log_artifact(
         fsutil.write_json(preds / "val.json", coco_results(val_dets)), "predictions"

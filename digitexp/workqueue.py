@@ -21,16 +21,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from digitexp.config import config_hash
-from digitexp.errors import DigitexpError, TrackingError, first_line
-from digitexp.runner import RunOutcome, RunPlan, _Job, _run_one, _tags, preflight
+from digitexp.errors import ConfigError, DigitexpError, RunNotFound, first_line
+from digitexp.runner import RunOutcome, RunPlan, _Job, _open_child, _run_one, preflight
 from digitexp.tracking import (
     TAG_KIND,
+    TAG_OWNER,
     TAG_PRESET,
     TAG_SPEC,
     TAG_SPEC_PATH,
+    RunRecord,
+    RunStatus,
     TrackingStore,
     git_commit,
+    mask_text,
     mask_uri,
+    run_state,
 )
 
 log = logging.getLogger("digitexp.queue")
@@ -63,16 +68,31 @@ def _storage(url: str, heartbeat: float) -> Any:
     retry = getattr(storages, "RetryHeartbeatStaleTrialCallback", None)
     if retry is None:  # Optuna < 4.9
         retry = storages.RetryFailedTrialCallback
+    # a sqlite queue (one machine) waits for its lock instead of failing a heartbeat
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     try:
         return optuna.storages.RDBStorage(
             url,
+            engine_kwargs=engine,
             heartbeat_interval=max(1, round(heartbeat)),
             grace_period=max(2, round(3 * heartbeat)),
             failed_trial_callback=retry(max_retry=3),
         )
     except Exception as exc:  # SQLAlchemy errors for a bad URL or an unreachable server
         first = first_line(exc)
-        raise QueueError(f"{mask_uri(url)}: cannot open the queue storage ({first})") from None
+        raise QueueError(
+            f"{mask_uri(url)}: cannot open the queue storage ({mask_text(first)})"
+        ) from None
+
+
+def _enqueue_missing(study: Any, plans: Sequence[RunPlan]) -> int:
+    """Enqueue the jobs the study does not hold yet; how many."""
+    held = {t.user_attrs.get(JOB) for t in study.get_trials(deepcopy=False)}
+    missing = [i for i in range(len(plans)) if i not in held]
+    for index in missing:
+        study.enqueue_trial({}, user_attrs={JOB: index, "name": plans[index].name})
+    study.set_user_attr(ENQUEUED, len(plans))
+    return len(missing)
 
 
 def open_queue(url: str, plans: Sequence[RunPlan], experiment: str, heartbeat: float) -> Any:
@@ -90,15 +110,13 @@ def open_queue(url: str, plans: Sequence[RunPlan], experiment: str, heartbeat: f
         study = optuna.load_study(study_name=name, storage=storage)
         created = False
     if created:
-        for index, plan in enumerate(plans):
-            study.enqueue_trial({}, user_attrs={JOB: index, "name": plan.name})
-        study.set_user_attr(ENQUEUED, len(plans))
-        log.info("queue %s: enqueued %d job(s)", name, len(plans))
+        log.info("queue %s: enqueued %d job(s)", name, _enqueue_missing(study, plans))
         return study
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 60
     while ENQUEUED not in study.user_attrs:  # the creator is still enqueueing
-        if time.monotonic() > deadline:
-            raise QueueError(f"queue {name}: its creator never finished enqueueing")
+        if time.monotonic() > deadline:  # ... or died doing it: finish its work
+            log.info("queue %s: enqueued %d missing job(s)", name, _enqueue_missing(study, plans))
+            break
         time.sleep(0.5)
     log.info("joined queue %s", name)
     return study
@@ -121,29 +139,60 @@ class Worker:
         self.bundles = preflight([p.cfg for p in self.plans])
         self.commit = git_commit(self.plans[0].spec.path.resolve().parent)
         self.parent_id: str | None = None
+        self.current: dict[str, Any] | None = None  # the job being trained (its user attrs)
 
     def run(self) -> list[RunOutcome]:
         import optuna
         from optuna.trial import TrialState
 
+        status: RunStatus = "FAILED"
         try:
             while True:
                 optuna.storages.fail_stale_trials(self.study)
                 trials = self.study.get_trials(deepcopy=False)
                 if any(t.state == TrialState.WAITING for t in trials):
-                    self.study.optimize(self._objective, n_trials=1, catch=(_JobFailed,))
+                    self._one_job()
                     continue
                 if not any(t.state == TrialState.RUNNING for t in trials):
                     break  # every job finished, failed for good, or was taken as a duplicate
                 time.sleep(self.poll)  # others are training: one of them may die and need a retry
+            status = "FINISHED" if all(o.status == "FINISHED" for o in self.outcomes) else "FAILED"
         except KeyboardInterrupt:
-            if self.parent_id:
-                self.store.end_run(self.parent_id, "KILLED")
+            status = "KILLED"
+            self._requeue_current()
             raise
-        if self.parent_id:
-            done = all(o.status == "FINISHED" for o in self.outcomes)
-            self.store.end_run(self.parent_id, "FINISHED" if done else "FAILED")
+        finally:
+            if self.parent_id:
+                self.store.end_run(self.parent_id, status)
         return self.outcomes
+
+    def _one_job(self) -> None:
+        """Claim the next waiting trial and train its job."""
+        try:
+            self.study.optimize(self._objective, n_trials=1, catch=(_JobFailed,))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            last = self.outcomes[-1] if self.outcomes else None
+            if self.current is None and last is not None and last.status == "FINISHED":
+                # the job finished, but Optuna had already failed this worker's trial as stale
+                # (its heartbeat stalled) and could not record the result: nothing is lost
+                log.warning(
+                    "%s finished, but its queue trial was taken over (%s)", last.plan.name, exc
+                )
+                return
+            raise
+        finally:
+            self.current = None
+
+    def _requeue_current(self) -> None:
+        """Ctrl-C in the middle of a job: put it back, so another worker resumes its run."""
+        if self.current is not None:
+            try:
+                self.study.enqueue_trial({}, user_attrs=self.current)
+                log.info("put %s back on the queue", self.current.get("name"))
+            except Exception as exc:  # the storage may be what went away
+                log.warning("could not put the job back on the queue: %s", first_line(exc))
 
     def _parent(self) -> str:
         if self.parent_id is None:
@@ -159,8 +208,8 @@ class Worker:
                     "digitexp.queue": self.study.study_name,
                 },
             )
-            parent.log_text(spec.source, "spec.py")
             self.parent_id = parent.run_id
+            parent.log_text(spec.source, "spec.py")
         return self.parent_id
 
     def _objective(self, trial: Any) -> float:
@@ -174,34 +223,60 @@ class Worker:
         done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if any(t.user_attrs.get(JOB) == index for t in done):
             raise optuna.TrialPruned(f"{plan.name} already finished")
-        job, tracker = self._claim(plan, trial.user_attrs.get(MLFLOW_RUN))
-        trial.set_user_attr(MLFLOW_RUN, tracker.run_id)
-        trial.set_user_attr("worker", self.parent_id)
+        previous = self._previous_run(index, trial.user_attrs.get(MLFLOW_RUN))
+        if previous is not None and previous.status == "FINISHED":
+            # finished in MLflow but never recorded by Optuna (its worker died in between)
+            return float(previous.metrics.get("best_val_map", 0.0))
+        self.current = {JOB: index, "name": plan.name}
+        job, tracker = self._claim(plan, previous)
+        self.current[MLFLOW_RUN] = tracker.run_id
+        try:
+            trial.set_user_attr(MLFLOW_RUN, tracker.run_id)
+            trial.set_user_attr("worker", self.parent_id)
+        except BaseException:
+            self.store.end_run(tracker.run_id, "FAILED")
+            raise
         outcome = _run_one(job, tracker, self.store, self.bundles[plan.cfg.data], self.progress)
         self.outcomes.append(outcome)
+        self.current = None
         if outcome.status != "FINISHED" or outcome.result is None:
             raise _JobFailed(outcome.error or outcome.status)
         return outcome.result.best_val_map
 
-    def _claim(self, plan: RunPlan, previous: str | None) -> tuple[_Job, Any]:
-        """A retried job continues its MLflow run when that run is reachable."""
-        parent = self._parent()
-        if previous:
-            try:
-                run = self.store.get_run(previous)
-            except TrackingError:
-                run = None
-            if run is not None and run.status != "FINISHED":
-                log.info("retrying %s: resuming run %s", plan.name, previous)
-                self._close_dead_parent(run)
-                return _Job(plan, run), self.store.reopen_run(previous)
-        tracker = self.store.create_run(
-            self.experiment, plan.name, _tags(plan, self.preset, self.commit), parent
-        )
-        tracker.log_text(plan.spec.source, "spec.py")
-        return _Job(plan, None), tracker
+    def _previous_run(self, index: int, run_id: str | None) -> RunRecord | None:
+        """The MLflow run an earlier attempt of job ``index`` started, if there is one."""
+        plan = self.plans[index]
+        if not run_id:
+            return None
+        try:
+            run = self.store.get_run(run_id)
+        except RunNotFound:
+            return None  # another store, or deleted: start afresh
+        if run_state(run).name == "running":
+            # Optuna gave up on the worker, but the run still beats: its worker may only have
+            # stalled, or died so recently that MLflow does not call the run stale yet. Look
+            # again later instead of training it twice.
+            import optuna
 
-    def _close_dead_parent(self, run: Any) -> None:
+            time.sleep(self.poll)
+            self.study.enqueue_trial(
+                {}, user_attrs={JOB: index, "name": plan.name, MLFLOW_RUN: run_id}
+            )
+            raise optuna.TrialPruned(f"{plan.name} is still being trained ({run.tag(TAG_OWNER)})")
+        return run
+
+    def _claim(self, plan: RunPlan, previous: RunRecord | None) -> tuple[_Job, Any]:
+        """A retried job continues its MLflow run; a new one gets a new run."""
+        parent = self._parent()
+        if previous is not None:
+            log.info("retrying %s: resuming run %s", plan.name, previous.run_id)
+            self._close_dead_parent(previous)
+            job = _Job(plan, previous)
+        else:
+            job = _Job(plan, None)
+        return job, _open_child(job, self.store, self.experiment, parent, self.preset, self.commit)
+
+    def _close_dead_parent(self, run: RunRecord) -> None:
         """The dead worker's invocation run: Optuna's heartbeat says its process is gone."""
         if run.parent_id and run.parent_id != self.parent_id:
             parent = self.store.get_run(run.parent_id)
@@ -221,6 +296,8 @@ def work(
     progress: bool | None = None,
 ) -> list[RunOutcome]:
     """Join (or create) the queue and train jobs until none is left."""
+    if not heartbeat > 0:
+        raise ConfigError(f"--heartbeat must be > 0 seconds, got {heartbeat}")
     study = open_queue(url, plans, experiment, heartbeat)
-    worker = Worker(study, plans, store, experiment, preset, progress, poll)
+    worker = Worker(study, plans, store, experiment, preset, progress, max(0.2, poll))
     return worker.run()

@@ -147,6 +147,30 @@ def test_sharded_batches_cover_the_epoch() -> None:
     assert seen == set(range(10))
 
 
+def test_odd_test_image_names(tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "test"
+    folder.mkdir()
+    for name in ("1.png", "01.png", "².png"):
+        Image.new("RGB", (8, 8)).save(folder / name)
+    with pytest.raises(DataError) as info:
+        image_folder_split(folder)
+    problems = info.value.problems
+    assert any("².png: test image names must be integer ids" in p for p in problems)
+    assert any(
+        "01.png and 1.png share image id 1" in p or "1.png and 01.png" in p for p in problems
+    )
+
+
+def test_empty_cache_and_sharding_with_few_batches() -> None:
+    from digitexp.data.coco import ImageCache
+
+    assert len(ImageCache.build([], lambda p: None)) == 0
+    shards = [list(EpochBatchSampler(2, 2, seed=0, num_replicas=4, rank=r)) for r in range(4)]
+    assert all(len(s) == 1 for s in shards)  # every rank gets a batch (DDP needs equal counts)
+
+
 def test_decode_error_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "1.png"
     bad.write_bytes(b"not an image")
@@ -226,6 +250,22 @@ def _missing_folder(root: Path) -> None:
     shutil.rmtree(root / "valid")
 
 
+def _images_not_a_list(root: Path) -> None:
+    _ann(root, lambda d: d.update(images=5))
+
+
+def _image_id_a_list(root: Path) -> None:
+    _ann(root, lambda d: d["images"][0].update(id=[1]))
+
+
+def _huge_bbox_number(root: Path) -> None:
+    _ann(root, lambda d: d["annotations"][0].update(bbox=[10**400, 1, 2, 3]))
+
+
+def _no_annotations_key(root: Path) -> None:
+    _ann(root, lambda d: d.pop("annotations"))
+
+
 BAD_INPUTS = [
     (_malformed, ["train.json", "malformed JSON at line 1"]),
     (_missing_image, ["train.json", "image id 3", "image file not found"]),
@@ -241,6 +281,10 @@ BAD_INPUTS = [
     (_empty_split, ["valid.json", "has no images"]),
     (_missing_json, ["valid.json", "annotation file of split 'valid' not found"]),
     (_missing_folder, ["valid", "image folder of split 'valid' not found"]),
+    (_images_not_a_list, ["train.json", "'images' must be a list"]),
+    (_image_id_a_list, ["train.json", "images[0]", "'id' must be an integer"]),
+    (_huge_bbox_number, ["train.json", "annotation id 1", "bbox must be"]),
+    (_no_annotations_key, ["train.json", "no 'annotations' list"]),
 ]
 
 

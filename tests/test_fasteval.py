@@ -95,6 +95,21 @@ def test_pool_scores_equal_evaluate(seed: int, cfg: EvalConfig) -> None:
             assert ours[key] == pytest.approx(reference[key], abs=1e-12), (key, keep)
 
 
+def test_task2_threshold_compares_in_float32() -> None:
+    """A score equal to float32(threshold): evaluate() compares in float32, so must the pool."""
+    split, dets = random_case(5)
+    cfg = EvalConfig(score_thresh=0.275)
+    scores = dets.scores.copy()
+    scores[::3] = float(np.float32(0.275))
+    dets = PoolDetections(dets.image, dets.boxes, scores, dets.labels)
+    pool = CandidatePool(split, [r.id for r in split.images], dets)
+    mask = np.ones(pool.n, dtype=bool)
+    assert (
+        pool.score(mask, cfg)["number_acc"]
+        == evaluate(split, as_detections(split, dets, mask), cfg)["number_acc"]
+    )
+
+
 def test_empty_subset() -> None:
     split, dets = random_case(3)
     pool = CandidatePool(split, [r.id for r in split.images], dets)

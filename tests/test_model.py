@@ -185,3 +185,14 @@ def test_bad_weights_files_are_refused(tmp_path: Path, content: str) -> None:
     assert str(path) in str(info.value)
     with pytest.raises(WeightsError):
         check_weights(ModelConfig(arch="tiny_fpn", weights=str(tmp_path / "missing.pt")))
+
+
+def test_box_predictor_outputs_float32_under_autocast() -> None:
+    """Post-processing (and the threshold search's replay of it) runs in float32 under AMP."""
+    model = build_model(ModelConfig(arch="tiny_fpn", fpn_channels=16, box_head_dim=32, **SMALL))
+    features = torch.rand(3, 16 * 7 * 7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        head = model.roi_heads.box_head(features)
+        scores, deltas = model.roi_heads.box_predictor(head)
+    assert head.dtype == torch.bfloat16
+    assert scores.dtype == deltas.dtype == torch.float32

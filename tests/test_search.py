@@ -93,7 +93,7 @@ def test_trials_equal_running_the_model_with_the_thresholds(in_store: dict) -> N
         expected = evaluate(split, reference, cfg.eval)
         selected = engine.select(score, nms)
         assert pool.score(selected, cfg.eval) == expected, (score, nms)
-        assert engine.capped_images(score, selected) == 0
+        assert engine.capped_images(score) == 0
     assert compared > 200
 
 
@@ -237,3 +237,83 @@ def test_run_without_checkpoint_exits_2(in_store: dict, cli) -> None:
     ).info.run_id
     client.set_terminated(bare, "FAILED")
     assert_one_clear_line(cli("search", bare, "--trials", "1"), bare, "no checkpoints/best.pt")
+
+
+@pytest.mark.parametrize("count", [300, 1500])
+def test_engine_equals_batched_nms_with_thin_boxes_and_large_coordinates(count: int) -> None:
+    """One image's candidates against torchvision's batched_nms + top-k: thin slivers, boxes
+    reaching 1333 px (large class offsets), ties; the offset path and, above 1000 boxes, the
+    per-class path."""
+    from torchvision.ops import batched_nms
+
+    rng = np.random.default_rng(count)
+    x1 = rng.uniform(0, 1300, count).astype(np.float32)
+    y1 = rng.uniform(0, 700, count).astype(np.float32)
+    w = np.where(
+        rng.random(count) < 0.3, rng.uniform(0.0101, 0.05, count), rng.uniform(1, 40, count)
+    )
+    h = rng.uniform(0.02, 60, count)
+    boxes = np.stack([x1, y1, np.minimum(x1 + w, 1333), np.minimum(y1 + h, 800)], 1).astype(
+        np.float32
+    )
+    boxes[:40] = boxes[40:80] + rng.normal(0, 0.5, (40, 4)).astype(np.float32)  # overlaps
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 0.0101)
+    scores = rng.random(count).astype(np.float32)
+    if count <= 1000:  # ties: the offset path sorts stably; the per-class path above 1000
+        scores[::7] = scores[0]  # boxes sorts ties in an unspecified order (not compared)
+    labels = rng.integers(1, 11, count).astype(np.int64)
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores, labels = boxes[order], scores[order], labels[order]
+    cache = CandidateCache(
+        image_ids=np.array([1]),
+        image=np.zeros(count, np.int64),
+        boxes=boxes,
+        boxes_original=boxes,
+        scores=scores,
+        labels=labels,
+        truncated=np.array([False]),
+        cap=count,
+    )
+    engine = ThresholdEngine(cache, detections_per_img=100, min_nms=0.1)
+    for score, nms in [(0.0, 0.3), (0.2, 0.1), (0.5, 0.55), (0.0, 0.9)]:
+        passing = np.flatnonzero(scores > np.float32(score))
+        keep = batched_nms(
+            torch.from_numpy(boxes[passing]),
+            torch.from_numpy(scores[passing]),
+            torch.from_numpy(labels[passing]),
+            nms,
+        )[:100]
+        expected = set(passing[keep.numpy()].tolist())
+        assert set(np.flatnonzero(engine.select(score, nms)).tolist()) == expected, (score, nms)
+    with pytest.raises(ValueError, match="below"):
+        engine.select(0.1, 0.05)
+
+
+def test_pareto_ends_break_ties_by_the_other_objective() -> None:
+    import optuna
+
+    from digitexp.search import choices
+
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    for number, (m, n) in enumerate([(0.5, 0.6), (0.5, 0.7), (0.4, 0.7)]):
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[m, n],
+                params={"box_nms_thresh": 0.1 * (number + 1), "box_score_thresh": 0.0},
+                distributions={
+                    "box_nms_thresh": optuna.distributions.FloatDistribution(0, 1),
+                    "box_score_thresh": optuna.distributions.FloatDistribution(0, 1),
+                },
+                user_attrs={
+                    "map": m,
+                    "map50": m,
+                    "map75": m,
+                    "digit_acc": n,
+                    "number_acc": n,
+                    "capped_images": 0.0,
+                },
+            )
+        )
+    best_map, best_task2 = choices(study, "both")
+    assert best_map.number == 1  # (0.5, 0.7) dominates (0.5, 0.6)
+    assert best_task2.number == 1  # (0.5, 0.7) dominates (0.4, 0.7)

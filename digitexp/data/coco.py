@@ -8,6 +8,7 @@ image_id is the file name's integer stem). Boxes are COCO ``[x, y, w, h]`` in pi
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from torch.utils.data import Dataset, Sampler
 
 from digitexp.config import DataConfig
 from digitexp.data import transforms
-from digitexp.errors import DataError
+from digitexp.errors import DataError, first_line
 
 CATEGORY_IDS = tuple(range(1, 11))
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -109,7 +110,12 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _read_json(path: Path) -> Any:
@@ -125,6 +131,8 @@ def _read_json(path: Path) -> Any:
         raise DataError(
             f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except ValueError as exc:  # e.g. an integer literal past Python's digit limit
+        raise DataError(f"{path}: malformed JSON ({first_line(exc)})") from None
 
 
 def _header_size(path: Path) -> tuple[int, int] | str:
@@ -300,7 +308,7 @@ def _image_only_split(name: str, image_dir: Path, problems: list[str]) -> Split:
     records: list[ImageRecord] = []
     paths: list[Path] = []
     for path in files:
-        if not path.stem.isdigit():
+        if not (path.stem.isascii() and path.stem.isdigit()):
             problems.append(f"{path}: test image names must be integer ids (e.g. 17.png)")
             continue
         paths.append(path)
@@ -311,9 +319,9 @@ def _image_only_split(name: str, image_dir: Path, problems: list[str]) -> Split:
             continue
         records.append(ImageRecord(int(path.stem), path.name, size[0], size[1]))
     records.sort(key=lambda r: r.id)
-    ids = [r.id for r in records]
-    if len(set(ids)) != len(ids):
-        problems.append(f"{image_dir}: two image files share an integer id")
+    for a, b in itertools.pairwise(records):
+        if a.id == b.id:
+            problems.append(f"{image_dir}: {a.file_name} and {b.file_name} share image id {a.id}")
     return Split(name=name, image_dir=image_dir, json_path=None, images=tuple(records))
 
 
@@ -359,8 +367,15 @@ def check_split(
         return None, [f"{json_path}: expected a COCO object with images/annotations/categories"]
     categories = _check_categories(json_path, raw.get("categories"), problems)
     records = _check_images(json_path, raw.get("images"), image_dir, problems)
-    raw_ids = {img.get("id") for img in raw.get("images") or [] if isinstance(img, dict)} - {None}
+    raw_images = raw.get("images")
+    raw_ids = {
+        img.get("id")
+        for img in (raw_images if isinstance(raw_images, list) else [])
+        if isinstance(img, dict) and _is_int(img.get("id"))
+    }
     by_id = {r.id: r for r in records}
+    if "annotations" not in raw:
+        problems.append(f"{json_path}: no 'annotations' list (an annotated split needs one)")
     boxes, labels, clipped = _check_annotations(
         json_path, raw.get("annotations", []), by_id, raw_ids, categories, clip_boxes, problems
     )
@@ -486,7 +501,7 @@ class ImageCache:
                 if progress is not None:
                     progress(1)
         sizes = shapes.prod(axis=1)
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)])[: len(paths)].astype(np.int64)
         buffer = np.empty(int(sizes.sum()), dtype=np.uint8)
         for start, arr in zip(starts, arrays, strict=True):
             buffer[start : start + arr.size] = arr.reshape(-1)
@@ -668,8 +683,10 @@ class EpochBatchSampler(Sampler[list[int]]):
     def _shard(self, batches: list[list[int]]) -> list[list[int]]:
         if self.num_replicas == 1:
             return batches
+        if not batches:
+            return []
         per_rank = math.ceil(len(batches) / self.num_replicas)
-        padded = batches + batches[: per_rank * self.num_replicas - len(batches)]
+        padded = [batches[i % len(batches)] for i in range(per_rank * self.num_replicas)]
         return padded[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:

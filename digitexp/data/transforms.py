@@ -13,6 +13,7 @@ float and are normalized; boxes are never touched by these transforms.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,6 +78,14 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1)
 
 
+@functools.lru_cache(maxsize=8)
+def _imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std as (3, 1, 1) tensors on ``device``, made once per device."""
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1)
+    return mean, std
+
+
 def prepare_batch(
     images: Sequence[torch.Tensor],
     device: torch.device,
@@ -90,8 +99,7 @@ def prepare_batch(
     out: list[torch.Tensor] = []
     mean = std = None
     if pre_normalize:
-        mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1)
+        mean, std = _imagenet_stats(device)
     for img in images:
         x = img.to(device, non_blocking=True).float().div_(255.0)
         if mean is not None and std is not None:
