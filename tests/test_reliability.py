@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, new_store, run_subprocess
+from conftest import EPOCH_METRICS, REPO, SUMMARY_METRICS, TIMING_METRICS, new_store, run_subprocess
 from mlflow.tracking import MlflowClient
 
 from digitexp import fsutil
@@ -33,20 +33,7 @@ ARGS = [
     "model.max_size=128",
     "data.train_limit=24",
 ]
-DETERMINISTIC = [
-    "train_loss",
-    "loss_classifier",
-    "loss_box_reg",
-    "loss_objectness",
-    "loss_rpn_box_reg",
-    "lr",
-    "val_map",
-    "val_map50",
-    "val_map75",
-    "val_digit_acc",
-    "val_number_acc",
-]
-SUMMARY = ["best_val_map", "best_epoch", "final_train_loss", "test_map", "test_number_acc"]
+DETERMINISTIC = [m for m in EPOCH_METRICS if m not in TIMING_METRICS]
 
 
 def _env(uri: str) -> dict[str, str]:
@@ -123,7 +110,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
     assert resumed.code == 0, resumed.err
     final = client.get_run(killed.info.run_id)
     assert final.info.status == "FINISHED"
-    for key in SUMMARY:
+    for key in SUMMARY_METRICS:
         assert final.data.metrics[key] == reference.data.metrics[key], key
     assert _histories(client, killed.info.run_id) == _histories(ref_client, reference.info.run_id)
     steps = [m.step for m in client.get_metric_history(killed.info.run_id, "epoch_seconds")]
@@ -176,7 +163,7 @@ def test_three_concurrent_runs_on_a_new_store(tmp_path: Path, synth_root: Path) 
     for run in runs:
         assert run.info.status == "FINISHED"
     for child in children:
-        for key in [*DETERMINISTIC, "epoch_seconds", "train_images_per_s"]:
+        for key in EPOCH_METRICS:
             steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, key))
             assert steps == [1, 2, 3], key
 

@@ -10,29 +10,19 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_clear_line, new_store, run_subprocess
+from conftest import (
+    EPOCH_METRICS,
+    SUMMARY_METRICS,
+    assert_one_clear_line,
+    new_store,
+    run_subprocess,
+)
 from mlflow.tracking import MlflowClient
 
 from digitexp import presets
 from digitexp.config import apply_overrides, seed_config
 from digitexp.train import lr_factor
 
-EPOCH_METRICS = [
-    "train_loss",
-    "loss_classifier",
-    "loss_box_reg",
-    "loss_objectness",
-    "loss_rpn_box_reg",
-    "lr",
-    "val_map",
-    "val_map50",
-    "val_map75",
-    "val_digit_acc",
-    "val_number_acc",
-    "epoch_seconds",
-    "train_images_per_s",
-]
-SUMMARY_METRICS = ["best_val_map", "best_epoch", "final_train_loss", "test_map", "test_number_acc"]
 TAGS = [
     "digitexp.spec",
     "digitexp.variant",
