@@ -5,13 +5,12 @@ Lineage: run E: no preprocessing beyond normalization, anchors 4, 8, 12, 24, 48,
 """
 
 from digitexp.config import seed_config
+from digitexp.lineage import E
 
 BASE = seed_config()
 
-VARIANTS = {"final": {}}
+VARIANTS = [E.variant("final")]
 
 SEEDS = (0, 1, 2)
-
-PUBLISHED = {"final": {"val_map": 0.4653, "public_task1": 0.36, "public_task2": 0.77}}
-
-REPORT_RUNS = {"final": "E: resnet50_fpn_stLR3_0.1_nms0.3_b8_e20_small_obj_st0.5"}
+REPORT_TABLE = 8
+FINAL = True

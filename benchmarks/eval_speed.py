@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from digitexp.data.coco import load_split
+from digitexp.data import load_split
 from digitexp.data.synth import generate
-from digitexp.evaluate import Detections, coco_map, coco_results
+from digitexp.metrics import Detections, coco_map, coco_results
 
 
 def detections(split, seed: int, per_image: int) -> list[Detections]:

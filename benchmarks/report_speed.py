@@ -23,7 +23,8 @@ from mlflow.tracking import MlflowClient
 
 from digitexp import report
 from digitexp.spec import load_spec
-from digitexp.tracking import EPOCH_METRICS, TrackingStore
+from digitexp.tracking import TrackingStore
+from digitexp.tracking.contract import EPOCH_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = EPOCH_METRICS

@@ -28,15 +28,20 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 import torch
 
 from digitexp import presets
-from digitexp.candidates import ThresholdEngine, build_cache
 from digitexp.config import apply_overrides, seed_config
-from digitexp.data.coco import DigitDataset, load_split
+from digitexp.data import DigitDataset, load_split
 from digitexp.data.synth import generate
-from digitexp.fasteval import CandidatePool
+from digitexp.engine import fit, infer, load_checkpoint
+from digitexp.metrics import CandidatePool
 from digitexp.model import build_model, set_thresholds
-from digitexp.predict import infer
-from digitexp.search import Evaluator, open_study, optimize, parse_space
-from digitexp.train import fit, load_checkpoint
+from digitexp.search import (
+    Evaluator,
+    PostprocessReplay,
+    build_cache,
+    open_study,
+    optimize,
+    parse_space,
+)
 
 
 def main() -> None:
@@ -83,7 +88,7 @@ def main() -> None:
         cache_seconds = time.perf_counter() - t
         space = parse_space(None)
         t = time.perf_counter()
-        engine = ThresholdEngine(cache, m.box_detections_per_img, space["box_nms_thresh"].low)
+        engine = PostprocessReplay(cache, m.box_detections_per_img, space["box_nms_thresh"].low)
         pool = CandidatePool(split, cache.image_ids, cache.pool())
         setup_seconds = time.perf_counter() - t
         evaluate = Evaluator(engine, pool, cfg)

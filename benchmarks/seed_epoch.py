@@ -14,9 +14,9 @@ import torch
 
 from digitexp.config import apply_overrides, seed_config
 from digitexp.data.synth import generate
+from digitexp.engine import fit
 from digitexp.errors import WeightsError
 from digitexp.model import check_weights
-from digitexp.train import fit
 
 
 def main() -> None:

@@ -4,9 +4,9 @@ GPU (``--device cuda``, the default when CUDA is there): on a synthetic HW2-like
 image sizes, 2,000 training images) with the report's final configuration (ResNet-50 FPN,
 min/max size 512/1024, batch 8, weights none since nothing is downloaded), it compares
 
-- ours: ``digitexp.train`` with bf16 autocast, channels_last backbone, the decode-once uint8
-  cache normalized on the GPU, pinned memory and non-blocking copies, aspect-ratio grouping,
-  loss read back every 50 steps only, loader workers;
+- ours: ``digitexp.engine.Trainer`` with bf16 autocast, channels_last backbone, the
+  decode-once uint8 cache normalized on the GPU, pinned memory and non-blocking copies,
+  aspect-ratio grouping, loss read back every 50 steps only, loader workers;
 - reference: a loop written the way torchvision's detection reference does it: fp32, PIL
   decode + ToTensor + Normalize every epoch in the loader, the default DataLoader, ``.item()``
   of the loss every step.
@@ -37,12 +37,13 @@ from torchvision.transforms import functional as TF
 
 from digitexp import presets
 from digitexp.config import ExperimentConfig, apply_overrides, seed_config
-from digitexp.data.coco import DigitDataset, EpochBatchSampler, Split, collate
+from digitexp.data import DigitDataset, EpochBatchSampler, Split, collate, load_data
 from digitexp.data.synth import SynthOptions, generate
 from digitexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, prepare_batch
+from digitexp.engine import Trainer
+from digitexp.engine.optim import build_optimizer
+from digitexp.engine.runtime import loader_workers
 from digitexp.model import build_model
-from digitexp.tracking import NullTracker
-from digitexp.train import _Trainer, build_optimizer, load_data, loader_workers
 
 
 class TorchvisionStyle(Dataset):
@@ -145,15 +146,13 @@ def bare_loop(
     return seen / (time.perf_counter() - start)
 
 
-def ours(trainer: _Trainer, steps: int, warmup: int, epoch: int) -> tuple[float, float]:
+def ours(trainer: Trainer, steps: int, warmup: int, epoch: int) -> tuple[float, float]:
     """images/s (and peak GPU MB) of digitexp's training epoch, after a warm-up epoch."""
     device = trainer.device
-    trainer.steps_per_epoch = warmup
-    trainer.train_epoch(epoch)
+    trainer.train_epoch(epoch, steps=warmup)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    trainer.steps_per_epoch = steps
-    rate = trainer.train_epoch(epoch + 1)["train_images_per_s"]
+    rate = trainer.train_epoch(epoch + 1, steps=steps)["train_images_per_s"]
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
     return rate, peak
 
@@ -206,7 +205,7 @@ def main() -> None:
         cfg = gpu_config(root, args.workers) if use_cuda else cpu_config(root)
         cfg = replace(cfg, train=replace(cfg.train, device=device.type))
         data = load_data(cfg.data)
-        trainer = _Trainer(cfg, NullTracker(), data, Path(tmp) / "run", progress=False)
+        trainer = Trainer(cfg, data, Path(tmp) / "run", progress=False)
         cache_mb = trainer.sets["train"].cache.nbytes / 2**20 if trainer.sets["train"].cache else 0
         mine, theirs, peaks = [], [], {"ours": 0.0, "reference": 0.0}
         for r in range(args.rounds):

@@ -28,6 +28,7 @@ Arch = Literal[
     "tiny_fpn",
 ]
 BackboneNorm = Literal["auto", "frozen", "batch"]
+AnchorLayout = Literal["per_level", "every_level"]
 Optimizer = Literal["adamw", "sgd"]
 Scheduler = Literal["step", "cosine", "none"]
 LrScaling = Literal["none", "linear"]
@@ -104,9 +105,11 @@ class ModelConfig:
     box_head_dim: int = 1024
     min_size: int = 800
     max_size: int = 1333
-    # One anchor size per feature-map level (torchvision: ((32,), (64,), ...)); a backbone with
-    # fewer levels gets every size on every level, as torchvision's MobileNet model does.
+    # Anchor sizes: one per feature map (torchvision: ((32,), (64,), ...)) with anchor_layout
+    # per_level, the count must match the backbone's feature maps (5; MobileNet: 3); with
+    # every_level, every size on every map, as torchvision's MobileNet detector does.
     anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    anchor_layout: AnchorLayout = "per_level"
     # Anchor aspect ratios, height / width as torchvision defines them (2.0 = tall).
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     rpn_pre_nms_top_n_train: int = 2000
@@ -241,7 +244,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """How predictions are scored (DESIGN.md, 'Metrics')."""
+    """How predictions are scored (docs/architecture.md, 'Metrics')."""
 
     # Task 2: detections with score > this are read as the number.
     score_thresh: float = 0.5

@@ -32,7 +32,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from digitexp.config import ModelConfig
-from digitexp.data.coco import NUM_CLASSES
+from digitexp.data import NUM_CLASSES
 from digitexp.errors import ConfigError, WeightsError, first_line
 
 log = logging.getLogger("digitexp.model")
@@ -199,22 +199,52 @@ def _freeze_resnet_layers(body: nn.Module, trainable: int | None, pretrained: bo
 # --------------------------------------------------------------------------- assembly
 
 
-def _anchor_generator(cfg: ModelConfig, num_levels: int) -> AnchorGenerator:
-    if len(cfg.anchor_sizes) == num_levels:
-        sizes = tuple((s,) for s in cfg.anchor_sizes)
-    else:  # every size on every level, as torchvision's MobileNet model does
-        sizes = (tuple(cfg.anchor_sizes),) * num_levels
-    return AnchorGenerator(sizes, (tuple(cfg.aspect_ratios),) * num_levels)
+FEATURE_MAPS: dict[str, tuple[str, ...]] = {
+    "fasterrcnn_resnet50_fpn": ("0", "1", "2", "3", "pool"),
+    "fasterrcnn_resnet50_fpn_v2": ("0", "1", "2", "3", "pool"),
+    "fasterrcnn_mobilenet_v3_large_fpn": ("0", "1", "pool"),
+    "resnet18_fpn": ("0", "1", "2", "3", "pool"),
+    "tiny_fpn": ("0", "1", "2", "3", "pool"),
+}
+"""The feature maps each architecture's FPN hands to the RPN and the RoI pooling (a test holds
+this table against the built models)."""
 
 
-def _feature_names(model: FasterRCNN, cfg: ModelConfig) -> list[str]:
-    with torch.no_grad():
-        was_training = model.backbone.training
-        model.backbone.eval()
-        size = max(64, cfg.min_size // 4 * 4)
-        names = list(model.backbone(torch.zeros(1, 3, size, size)).keys())
-        model.backbone.train(was_training)
-    return names
+def anchor_sizes_per_level(cfg: ModelConfig) -> tuple[tuple[int, ...], ...]:
+    """The anchor sizes of each FPN level: one size per level (``model.anchor_layout =
+    per_level``, the count must match the levels) or every size on every level
+    (``every_level``, as torchvision's MobileNet detector does)."""
+    levels = FEATURE_MAPS[cfg.arch]
+    if cfg.anchor_layout == "every_level":
+        return (tuple(cfg.anchor_sizes),) * len(levels)
+    if len(cfg.anchor_sizes) != len(levels):
+        raise ConfigError(
+            f"model.anchor_sizes: {len(cfg.anchor_sizes)} sizes but {cfg.arch} has "
+            f"{len(levels)} feature maps ({', '.join(levels)}); give one size per map, or set "
+            "model.anchor_layout=every_level to put every size on every map"
+        )
+    return tuple((s,) for s in cfg.anchor_sizes)
+
+
+def check_model(cfg: ModelConfig) -> None:
+    """Raise ConfigError / WeightsError now (before any run exists) for a model that cannot be
+    built: anchor sizes that do not fit the feature maps, RoI levels the backbone lacks,
+    pretrained weights that are not here."""
+    anchor_sizes_per_level(cfg)
+    _roi_featmaps(cfg)
+    check_weights(cfg)
+
+
+def _roi_featmaps(cfg: ModelConfig) -> list[str]:
+    names = FEATURE_MAPS[cfg.arch]
+    levels = [str(level) for level in cfg.roi_levels]
+    missing = [level for level in levels if level not in names]
+    if missing:
+        raise ConfigError(
+            f"model.roi_levels: {cfg.arch} has feature maps {', '.join(names)}; "
+            f"no level {', '.join(missing)}"
+        )
+    return levels
 
 
 def _scalar_kwargs(cfg: ModelConfig) -> dict[str, Any]:
@@ -360,8 +390,8 @@ def build_model(cfg: ModelConfig) -> FasterRCNN:
         model = _own_model(cfg)
         pretrained = cfg.weights == "DEFAULT"
 
-    names = _feature_names(model, cfg)
-    generator = _anchor_generator(cfg, len(names))
+    sizes = anchor_sizes_per_level(cfg)
+    generator = AnchorGenerator(sizes, (tuple(cfg.aspect_ratios),) * len(sizes))
     new_anchors = generator.num_anchors_per_location()[0]
     old_head: RPNHead = model.rpn.head
     old_anchors = old_head.cls_logits.out_channels
@@ -378,13 +408,7 @@ def build_model(cfg: ModelConfig) -> FasterRCNN:
                 old_anchors,
             )
 
-    levels = [str(level) for level in cfg.roi_levels]
-    missing = [level for level in levels if level not in names]
-    if missing:
-        raise ConfigError(
-            f"model.roi_levels: {cfg.arch} has feature maps {', '.join(names)}; "
-            f"no level {', '.join(missing)}"
-        )
+    levels = _roi_featmaps(cfg)
     model.roi_heads.box_roi_pool = MultiScaleRoIAlign(
         featmap_names=levels, output_size=cfg.roi_output_size, sampling_ratio=cfg.roi_sampling_ratio
     )
@@ -421,7 +445,10 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = [
+    "FEATURE_MAPS",
+    "anchor_sizes_per_level",
     "build_model",
+    "check_model",
     "check_weights",
     "convert_norm",
     "count_parameters",

@@ -1,18 +1,35 @@
-"""Load and validate spec files.
+"""Spec files: one question of an ablation, as an experiment card.
 
-A spec is a plain Python module (see DESIGN.md): a docstring stating the question, ``BASE``
-(an :class:`ExperimentConfig`), ``VARIANTS`` (name -> dotted overrides), optional ``SEEDS``,
-``PUBLISHED`` (the report's numbers per variant) and ``REPORT_RUNS`` (the report's run name
-per variant). Spec files are code: loading one runs it, so only load specs you trust.
+A spec is a plain Python module whose docstring's first line states the question
+(``Do digit-sized anchors raise val mAP? (report Table 5)``), followed by::
+
+    from digitexp.config import seed_config
+    from digitexp.lineage import B, C
+    from digitexp.spec import Variant
+
+    BASE = seed_config()                                  # an ExperimentConfig
+    VARIANTS = [                                          # each variant declared once
+        B.variant("sizes_4_8_16_32_64_score_0.05_batch_4"),   # a report run: its knobs,
+        C.variant("sizes_4_8_12_24_48_score_0.05_batch_4"),   # numbers and name come along
+        Variant("my_idea", {"model.rpn_nms_thresh": 0.6}),    # or overrides of your own
+    ]
+    SEEDS = (0, 1, 2)                                     # optional (default: 0)
+    REPORT_TABLE = 5                                      # optional: the report's order
+    FINAL = True                                          # optional: the chosen setup
+
+``VARIANTS`` may also be a plain dict of name -> overrides. Every variant is resolved and
+type-checked when the spec loads (BASE, then the preset, then the variant, then ``--set``), once.
+Spec files are code: loading one runs it, so only load specs you trust.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import runpy
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +37,52 @@ from digitexp import presets
 from digitexp.config import ExperimentConfig, apply_overrides
 from digitexp.errors import ConfigError, SpecError
 
-_FIELDS = ("BASE", "VARIANTS", "SEEDS", "PUBLISHED", "REPORT_RUNS")
-_PUBLISHED_KEYS = ("val_map", "public_task1", "public_task2")
+FIELDS = ("BASE", "VARIANTS", "SEEDS", "REPORT_TABLE", "FINAL")
+PUBLISHED_KEYS = ("val_map", "public_task1", "public_task2")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _RUN_PATH_MODULE = "<run_path>"
+_MOVED = {
+    "PUBLISHED": "give the published numbers with each variant: Variant(name, overrides, "
+    "published={...}) or a lineage run's .variant(name)",
+    "REPORT_RUNS": "give the report's run name with each variant: Variant(name, overrides, "
+    "report_run='...') or a lineage run's .variant(name)",
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One variant of a spec: its name, its overrides of BASE, and (for the report's runs)
+    the numbers the report published and the report's name for the run."""
+
+    name: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    published: Mapping[str, float | None] = field(default_factory=dict)
+    report_run: str | None = None
 
 
 @dataclass(frozen=True)
 class Spec:
-    """A loaded, validated spec. Variants keep their declaration order."""
+    """A loaded spec with every variant resolved (in declaration order)."""
 
     name: str
     path: Path
     question: str
     base: ExperimentConfig
-    variants: Mapping[str, Mapping[str, Any]]
+    variants: Mapping[str, Variant]
+    configs: Mapping[str, ExperimentConfig]  # per variant: BASE, preset, overrides, --set
     seeds: tuple[int, ...]
-    published: Mapping[str, Mapping[str, float | None]]
-    report_runs: Mapping[str, str]
     source: str
+    report_table: int | None = None
+    final: bool = False
+    preset: str | None = None
 
-    @property
-    def variant_names(self) -> tuple[str, ...]:
-        return tuple(self.variants)
+    def config(self, variant: str, seed: int | None = None) -> ExperimentConfig:
+        """The resolved config of ``variant`` (with ``train.seed`` set when given)."""
+        if variant not in self.configs:
+            names = ", ".join(self.variants)
+            raise SpecError(f"{self.path}: unknown variant {variant!r} (variants: {names})")
+        cfg = self.configs[variant]
+        return cfg if seed is None else replace(cfg, train=replace(cfg.train, seed=seed))
 
 
 def _fail(path: Path, message: str) -> SpecError:
@@ -72,32 +112,83 @@ def _user_line(exc: BaseException, path: Path) -> int | None:
     return line
 
 
-def _check_no_logic(path: Path, namespace: Mapping[str, Any]) -> None:
+def _imported_names(source: str) -> set[str]:
+    """The names a spec's import statements bind (``from digitexp.lineage import B``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def _check_no_logic(path: Path, namespace: Mapping[str, Any], source: str) -> None:
+    imported = _imported_names(source)
     for key, value in namespace.items():
-        if key.startswith("__"):
+        if key.startswith("__") or key in imported:
             continue
         defined_here = getattr(value, "__module__", None) == _RUN_PATH_MODULE
         if defined_here and isinstance(value, type | types.FunctionType):
             kind = "class" if isinstance(value, type) else "function"
             raise _fail(path, f"defines {kind} {key!r}: specs hold data only (BASE, VARIANTS, ...)")
-        if key.isupper() and key not in _FIELDS:
-            raise _fail(path, f"unknown spec field {key!r} (allowed: {', '.join(_FIELDS)})")
+        if key in _MOVED:
+            raise _fail(path, f"{key} is no longer a spec field: {_MOVED[key]}")
+        if key.isupper() and key not in FIELDS:
+            raise _fail(path, f"unknown spec field {key!r} (allowed: {', '.join(FIELDS)})")
 
 
-def _variants(path: Path, raw: Any) -> dict[str, dict[str, Any]]:
+def _published(path: Path, name: str, raw: Any) -> dict[str, float | None]:
+    if not isinstance(raw, Mapping):
+        raise _fail(path, f"variant {name!r}: published must be a dict of metric -> number")
+    out: dict[str, float | None] = {}
+    for key, value in raw.items():
+        if key not in PUBLISHED_KEYS:
+            allowed = ", ".join(PUBLISHED_KEYS)
+            raise _fail(path, f"variant {name!r}: unknown published metric {key!r} ({allowed})")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value is not None and not number:
+            raise _fail(path, f"variant {name!r}: published {key!r} must be a number or None")
+        out[key] = None if value is None else float(value)
+    return out
+
+
+def _variant(path: Path, item: Any) -> Variant:
+    if not isinstance(item, Variant):
+        raise _fail(path, f"VARIANTS holds {type(item).__name__}: use Variant(name, overrides)")
+    if not isinstance(item.name, str) or not _NAME_RE.match(item.name):
+        raise _fail(
+            path, f"variant name {item.name!r}: use letters, digits, '_', '.', '-' (no spaces)"
+        )
+    if not isinstance(item.overrides, Mapping):
+        raise _fail(
+            path, f"variant {item.name!r}: overrides must be a dict of 'section.key': value"
+        )
+    if item.report_run is not None and not isinstance(item.report_run, str):
+        raise _fail(path, f"variant {item.name!r}: report_run must be a string")
+    return Variant(
+        item.name,
+        dict(item.overrides),
+        _published(path, item.name, item.published),
+        item.report_run,
+    )
+
+
+def _variants(path: Path, raw: Any) -> dict[str, Variant]:
     if raw is None:
-        raise _fail(path, "missing VARIANTS (a dict of variant name -> overrides)")
-    if not isinstance(raw, Mapping) or not raw:
-        raise _fail(path, "VARIANTS must be a non-empty dict of variant name -> overrides")
-    out: dict[str, dict[str, Any]] = {}
-    for name, overrides in raw.items():
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise _fail(
-                path, f"variant name {name!r}: use letters, digits, '_', '.', '-' (no spaces)"
-            )
-        if not isinstance(overrides, Mapping):
-            raise _fail(path, f"variant {name!r}: overrides must be a dict of 'section.key': value")
-        out[name] = dict(overrides)
+        raise _fail(path, "missing VARIANTS (a list of Variant, or a dict of name -> overrides)")
+    if isinstance(raw, Mapping):
+        items = [Variant(name, overrides) for name, overrides in raw.items()]
+    elif isinstance(raw, list | tuple):
+        items = list(raw)
+    else:
+        raise _fail(path, "VARIANTS must be a list of Variant or a dict of name -> overrides")
+    if not items:
+        raise _fail(path, "VARIANTS must be non-empty")
+    out: dict[str, Variant] = {}
+    for item in items:
+        variant = _variant(path, item)
+        if variant.name in out:
+            raise _fail(path, f"variant {variant.name!r} is declared twice")
+        out[variant.name] = variant
     return out
 
 
@@ -114,50 +205,63 @@ def _seeds(path: Path, raw: Any) -> tuple[int, ...]:
     return tuple(raw)
 
 
-def _published(
-    path: Path, raw: Any, variants: Mapping[str, Any]
-) -> dict[str, dict[str, float | None]]:
+def _report_table(path: Path, raw: Any) -> int | None:
     if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise _fail(path, "PUBLISHED must be a dict of variant name -> {metric: value}")
-    out: dict[str, dict[str, float | None]] = {}
-    for name, numbers in raw.items():
-        if name not in variants:
-            raise _fail(path, f"PUBLISHED names {name!r}, which is not a variant")
-        if not isinstance(numbers, Mapping):
-            raise _fail(path, f"PUBLISHED[{name!r}] must be a dict of metric -> number")
-        for key, value in numbers.items():
-            if key not in _PUBLISHED_KEYS:
-                allowed = ", ".join(_PUBLISHED_KEYS)
-                raise _fail(path, f"PUBLISHED[{name!r}]: unknown metric {key!r} ({allowed})")
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if value is not None and not number:
-                raise _fail(path, f"PUBLISHED[{name!r}][{key!r}] must be a number or None")
-        out[name] = {k: (None if v is None else float(v)) for k, v in numbers.items()}
-    return out
+        return None
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+        raise _fail(path, f"REPORT_TABLE must be a positive int (the report's table), got {raw!r}")
+    return raw
 
 
-def _report_runs(path: Path, raw: Any, variants: Mapping[str, Any]) -> dict[str, str]:
+def _final(path: Path, raw: Any) -> bool:
     if raw is None:
-        return {}
-    ok = isinstance(raw, Mapping) and all(isinstance(v, str) for v in raw.values())
-    if not ok:
-        raise _fail(path, "REPORT_RUNS must be a dict of variant name -> report run name")
-    for name in raw:
-        if name not in variants:
-            raise _fail(path, f"REPORT_RUNS names {name!r}, which is not a variant")
-    return dict(raw)
+        return False
+    if not isinstance(raw, bool):
+        raise _fail(path, f"FINAL must be True or False, got {raw!r}")
+    return raw
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Load a spec file and resolve every variant once, so that errors surface up front."""
+def _resolve(
+    path: Path,
+    base: ExperimentConfig,
+    variant: Variant,
+    preset: str | None,
+    sets: Mapping[str, Any] | None,
+) -> ExperimentConfig:
+    """BASE, then the preset, then the variant's overrides, then ``--set``."""
+    cfg = base
+    if preset is not None:
+        try:
+            cfg = apply_overrides(cfg, presets.overrides(preset))
+        except ConfigError as exc:
+            raise ConfigError(f"preset {preset!r}: {exc}") from None
+    try:
+        cfg = apply_overrides(cfg, variant.overrides)
+    except ConfigError as exc:
+        raise SpecError(f"{path}: variant {variant.name!r}: {exc}") from None
+    if sets:
+        try:
+            cfg = apply_overrides(cfg, sets)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {exc}") from None
+    return cfg
+
+
+def load_spec(
+    path: str | Path, *, preset: str | None = None, sets: Mapping[str, Any] | None = None
+) -> Spec:
+    """Load a spec file and resolve every variant once (with ``preset`` and ``sets``), so that
+    every error surfaces before anything runs."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: spec file not found")
+    if preset is not None:
+        presets.overrides(preset)  # an unknown preset is named before the spec runs
+    if sets and "train.seed" in sets:
+        raise ConfigError("--set train.seed: choose seeds with --seed (or the spec's SEEDS)")
     source = path.read_text(encoding="utf-8")
     namespace = _execute(path)
-    _check_no_logic(path, namespace)
+    _check_no_logic(path, namespace, source)
     question = (namespace.get("__doc__") or "").strip()
     if not question:
         raise _fail(path, "missing docstring: the first line states the spec's question")
@@ -167,51 +271,17 @@ def load_spec(path: str | Path) -> Spec:
     if not isinstance(base, ExperimentConfig):
         raise _fail(path, f"BASE must be an ExperimentConfig, got {type(base).__name__}")
     variants = _variants(path, namespace.get("VARIANTS"))
-    spec = Spec(
+    configs = {name: _resolve(path, base, v, preset, sets) for name, v in variants.items()}
+    return Spec(
         name=path.stem,
         path=path,
         question=question.splitlines()[0].strip(),
         base=base,
         variants=variants,
+        configs=configs,
         seeds=_seeds(path, namespace.get("SEEDS")),
-        published=_published(path, namespace.get("PUBLISHED"), variants),
-        report_runs=_report_runs(path, namespace.get("REPORT_RUNS"), variants),
         source=source,
+        report_table=_report_table(path, namespace.get("REPORT_TABLE")),
+        final=_final(path, namespace.get("FINAL")),
+        preset=preset,
     )
-    for name in variants:
-        resolve(spec, name)
-    return spec
-
-
-def resolve(
-    spec: Spec,
-    variant: str,
-    *,
-    seed: int | None = None,
-    preset: str | None = None,
-    sets: Mapping[str, Any] | None = None,
-) -> ExperimentConfig:
-    """A variant's full config. Precedence: BASE, preset, the variant, ``--set``, then seed."""
-    if variant not in spec.variants:
-        names = ", ".join(spec.variants)
-        raise SpecError(f"{spec.path}: unknown variant {variant!r} (variants: {names})")
-    cfg = spec.base
-    if preset is not None:
-        try:
-            cfg = apply_overrides(cfg, presets.overrides(preset))
-        except ConfigError as exc:
-            raise ConfigError(f"preset {preset!r}: {exc}") from None
-    try:
-        cfg = apply_overrides(cfg, spec.variants[variant])
-    except ConfigError as exc:
-        raise SpecError(f"{spec.path}: variant {variant!r}: {exc}") from None
-    if sets:
-        if "train.seed" in sets:
-            raise ConfigError("--set train.seed: choose seeds with --seed (or the spec's SEEDS)")
-        try:
-            cfg = apply_overrides(cfg, sets)
-        except ConfigError as exc:
-            raise ConfigError(f"--set {exc}") from None
-    if seed is not None:
-        cfg = apply_overrides(cfg, {"train.seed": seed})
-    return cfg

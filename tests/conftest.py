@@ -16,24 +16,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 ABLATIONS = REPO / "ablations"
 
-# DESIGN.md's tracking contract, written out here (not imported) so tests check the names
-EPOCH_METRICS = [
-    "train_loss",
-    "loss_classifier",
-    "loss_box_reg",
-    "loss_objectness",
-    "loss_rpn_box_reg",
-    "lr",
-    "val_map",
-    "val_map50",
-    "val_map75",
-    "val_digit_acc",
-    "val_number_acc",
-    "epoch_seconds",
-    "train_images_per_s",
-]
-TIMING_METRICS = ["epoch_seconds", "train_images_per_s"]
-SUMMARY_METRICS = ["best_val_map", "best_epoch", "final_train_loss", "test_map", "test_number_acc"]
 
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("DIGITEXP_SYSTEM_METRICS", "0")

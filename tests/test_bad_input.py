@@ -17,6 +17,8 @@ import pytest
 from conftest import assert_one_clear_line, read_json, run_subprocess, write_json
 from mlflow.tracking import MlflowClient
 
+from digitexp.tracking import contract
+
 GOOD_SPEC = '''\
 """A question? (bad-input corpus)"""
 from digitexp.config import seed_config
@@ -137,7 +139,7 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], list[str]]] = {
     ),
     "spec_empty_variants": (
         lambda c: (_spec(c, GOOD_SPEC.replace('{"a": {}}', "{}")), _run(c))[1],
-        ["spec.py", "VARIANTS must be a non-empty dict"],
+        ["spec.py", "VARIANTS must be non-empty"],
     ),
     "override_unknown_key": (
         lambda c: _run(c, "--set", "train.learning_rate=0.1"),
@@ -250,6 +252,7 @@ def test_bad_input(
         assert running == []
 
 
+@pytest.mark.slow
 def test_a_corrupt_logged_checkpoint_is_refused_by_predict(
     synth_root: Path, tmp_path: Path, store_uri: str, cli
 ) -> None:
@@ -259,7 +262,7 @@ def test_a_corrupt_logged_checkpoint_is_refused_by_predict(
     client = MlflowClient(store_uri)
     exp = client.get_experiment_by_name("spec")
     (run,) = [
-        r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags
+        r for r in client.search_runs([exp.experiment_id]) if contract.PARENT_TAG in r.data.tags
     ]
     best = Path(run.info.artifact_uri.removeprefix("file://")) / "checkpoints" / "best.pt"
     best.write_bytes(pickle.dumps({"model": Evil(), "config": {}}))

@@ -11,7 +11,7 @@ import torch
 from conftest import assert_one_clear_line, read_json, run_subprocess, write_json
 
 from digitexp.config import DataConfig
-from digitexp.data.coco import (
+from digitexp.data import (
     DigitDataset,
     EpochBatchSampler,
     aspect_ratio_groups,
@@ -19,8 +19,8 @@ from digitexp.data.coco import (
     collate,
     image_folder_split,
     load_split,
-    split_stats,
 )
+from digitexp.data.summary import split_stats
 from digitexp.data.transforms import decode_image
 from digitexp.errors import DataError
 
@@ -140,13 +140,6 @@ def test_grouped_batches_stay_within_a_group(synth_root: Path) -> None:
         assert len({groups[i] for i in batch}) == 1
 
 
-def test_sharded_batches_cover_the_epoch() -> None:
-    shards = [list(EpochBatchSampler(10, 2, seed=0, num_replicas=2, rank=r)) for r in (0, 1)]
-    assert len(shards[0]) == len(shards[1]) == 3
-    seen = {i for shard in shards for batch in shard for i in batch}
-    assert seen == set(range(10))
-
-
 def test_odd_test_image_names(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -164,10 +157,10 @@ def test_odd_test_image_names(tmp_path: Path) -> None:
 
 
 def test_empty_cache_and_sharding_with_few_batches() -> None:
-    from digitexp.data.coco import ImageCache
+    from digitexp.data import DistributedBatches, ImageCache
 
     assert len(ImageCache.build([], lambda p: None)) == 0
-    shards = [list(EpochBatchSampler(2, 2, seed=0, num_replicas=4, rank=r)) for r in range(4)]
+    shards = [list(DistributedBatches(2, 2, seed=0, num_replicas=4, rank=r)) for r in range(4)]
     assert all(len(s) == 1 for s in shards)  # every rank gets a batch (DDP needs equal counts)
 
 

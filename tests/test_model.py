@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,14 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from digitexp.config import ModelConfig
 from digitexp.errors import ConfigError, WeightsError
-from digitexp.model import build_model, check_weights, convert_norm, hub_checkpoint_path
+from digitexp.model import (
+    FEATURE_MAPS,
+    build_model,
+    check_model,
+    check_weights,
+    convert_norm,
+    hub_checkpoint_path,
+)
 
 ARCHS = [
     "tiny_fpn",
@@ -36,6 +44,7 @@ def test_every_architecture_builds_with_the_knobs(arch: str) -> None:
         arch=arch,
         weights="none",
         anchor_sizes=(4, 8, 12, 24, 48),
+        anchor_layout="every_level" if "mobilenet" in arch else "per_level",
         aspect_ratios=(1.0, 1.5, 2.0, 3.0),
         roi_levels=levels,
         roi_output_size=5,
@@ -99,8 +108,32 @@ def test_backbone_norm_override() -> None:
     assert _norms(model.backbone) == {FrozenBatchNorm2d}
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_feature_map_table_matches_the_built_backbones(arch: str) -> None:
+    cfg = ModelConfig(arch=arch, anchor_layout="every_level", roi_levels=(0, 1), **SMALL)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        names = tuple(model.backbone(torch.zeros(1, 3, 64, 64)).keys())
+    assert names == FEATURE_MAPS[arch]
+
+
+def test_anchor_sizes_that_do_not_fit_the_feature_maps_are_refused() -> None:
+    cfg = ModelConfig(arch="fasterrcnn_mobilenet_v3_large_fpn", roi_levels=(0, 1), **SMALL)
+    for check in (build_model, check_model):
+        with pytest.raises(ConfigError, match=r"5 sizes but .* has 3 feature maps") as info:
+            check(cfg)
+        assert "model.anchor_layout=every_level" in str(info.value)
+    model = build_model(replace(cfg, anchor_sizes=(16, 32, 64)))
+    assert model.rpn.anchor_generator.sizes == ((16,), (32,), (64,))
+
+
 def test_roi_level_the_backbone_lacks() -> None:
-    cfg = ModelConfig(arch="fasterrcnn_mobilenet_v3_large_fpn", roi_levels=(0, 3), **SMALL)
+    cfg = ModelConfig(
+        arch="fasterrcnn_mobilenet_v3_large_fpn",
+        anchor_sizes=(8, 16, 32),
+        roi_levels=(0, 3),
+        **SMALL,
+    )
     with pytest.raises(ConfigError, match="no level 3"):
         build_model(cfg)
 
@@ -155,6 +188,7 @@ def test_coco_style_weights_file_rebuilds_the_rpn_head(
         arch="fasterrcnn_mobilenet_v3_large_fpn",
         weights=str(path),
         anchor_sizes=(8, 16),
+        anchor_layout="every_level",
         aspect_ratios=(0.5, 1.0, 2.0),
         roi_levels=(0, 1),
         **SMALL,

@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EPOCH_METRICS, REPO, SUMMARY_METRICS, TIMING_METRICS, new_store, run_subprocess
+from conftest import REPO, new_store, run_subprocess
 from mlflow.tracking import MlflowClient
 
-from digitexp import fsutil
-from digitexp.tracking import RunRecord, run_state
+from digitexp.common import files
+from digitexp.tracking import RunRecord, contract, run_state
+from digitexp.tracking.contract import EPOCH_METRICS, SUMMARY_METRICS, TIMING_METRICS
 
 SPEC = '''\
 """Does resuming change anything? (test spec)"""
@@ -43,7 +44,7 @@ def _env(uri: str) -> dict[str, str]:
 def _child(client: MlflowClient, experiment: str = "spec"):
     exp = client.get_experiment_by_name(experiment)
     (child,) = [
-        r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags
+        r for r in client.search_runs([exp.experiment_id]) if contract.PARENT_TAG in r.data.tags
     ]
     return child
 
@@ -58,6 +59,7 @@ def _histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, f
     }
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_an_uninterrupted_run(
     tmp_path: Path, synth_root: Path, empty_store_db: Path
 ) -> None:
@@ -92,7 +94,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
     client = MlflowClient(uri)
     killed = _child(client)
     assert killed.info.status == "RUNNING"  # it could not mark itself
-    epochs_done = int(killed.data.tags.get("digitexp.epoch", "0"))
+    epochs_done = int(killed.data.tags.get(contract.TAG_EPOCH, "0"))
     assert epochs_done < 6
 
     # honest states: the run is stale, and `runs` says how to resume it
@@ -115,13 +117,14 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
     assert _histories(client, killed.info.run_id) == _histories(ref_client, reference.info.run_id)
     steps = [m.step for m in client.get_metric_history(killed.info.run_id, "epoch_seconds")]
     assert sorted(steps) == list(range(1, 7))  # no duplicated or missing step
-    parent = client.get_run(final.data.tags["mlflow.parentRunId"])
+    parent = client.get_run(final.data.tags[contract.PARENT_TAG])
     assert parent.info.status == "FINISHED"
     # and nothing is left to resume
     again = run_subprocess("run", spec, "--resume", env={"MLFLOW_TRACKING_URI": uri}, cwd=tmp_path)
     assert again.code == 2 and "nothing to resume" in again.err
 
 
+@pytest.mark.slow
 def test_three_concurrent_runs_on_a_new_store(tmp_path: Path, synth_root: Path) -> None:
     spec = tmp_path / "spec.py"
     spec.write_text(SPEC)
@@ -158,7 +161,7 @@ def test_three_concurrent_runs_on_a_new_store(tmp_path: Path, synth_root: Path) 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("spec")
     runs = client.search_runs([exp.experiment_id])
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    children = [r for r in runs if contract.PARENT_TAG in r.data.tags]
     assert len(children) == 3 and len(runs) == 6
     for run in runs:
         assert run.info.status == "FINISHED"
@@ -180,28 +183,28 @@ def test_run_state() -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     assert run_state(_record("FINISHED", {}, now)).name == "finished"
-    failed = run_state(_record("FAILED", {"digitexp.error": "non-finite loss"}, now))
+    failed = run_state(_record("FAILED", {contract.TAG_ERROR: "non-finite loss"}, now))
     assert (failed.name, failed.reason) == ("failed", "non-finite loss")
     assert run_state(_record("KILLED", {}, now)).name == "killed"
-    alive = {"digitexp.owner": f"{host}:{os.getpid()}", "digitexp.heartbeat": str(now)}
+    alive = {contract.TAG_OWNER: f"{host}:{os.getpid()}", contract.TAG_HEARTBEAT: str(now)}
     assert run_state(_record("RUNNING", alive, now), now).name == "running"
-    gone = {"digitexp.owner": f"{host}:{dead.pid}", "digitexp.heartbeat": str(now)}
+    gone = {contract.TAG_OWNER: f"{host}:{dead.pid}", contract.TAG_HEARTBEAT: str(now)}
     assert run_state(_record("RUNNING", gone, now), now).name == "stale"
-    elsewhere = {"digitexp.owner": "other-host:1", "digitexp.heartbeat": str(now - 3600)}
+    elsewhere = {contract.TAG_OWNER: "other-host:1", contract.TAG_HEARTBEAT: str(now - 3600)}
     stale = run_state(_record("RUNNING", elsewhere, now - 3600), now)
     assert stale.name == "stale" and "no heartbeat" in stale.reason
-    recent = {"digitexp.owner": "other-host:1", "digitexp.heartbeat": str(now - 5)}
+    recent = {contract.TAG_OWNER: "other-host:1", contract.TAG_HEARTBEAT: str(now - 5)}
     assert run_state(_record("RUNNING", recent, now), now).name == "running"
 
 
 def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
-    fsutil.write_text(path, "epoch 1")
+    files.write_text(path, "epoch 1")
 
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom), fsutil.atomic_path(path) as tmp:
+    with pytest.raises(Boom), files.atomic_path(path) as tmp:
         tmp.write_text("epoch 2, half writ")
         raise Boom
     assert path.read_text() == "epoch 1"

@@ -14,7 +14,7 @@ from PIL import Image
 
 from digitexp.report import Section, build_section, plot_curves, select_runs
 from digitexp.spec import load_spec
-from digitexp.tracking import TrackingStore
+from digitexp.tracking import TrackingStore, contract
 
 SPEC = "roi_levels"
 VARIANTS = ("levels_0_1_2_3", "levels_0_1")
@@ -47,12 +47,12 @@ def log_run(
 ) -> str:
     variant = VARIANTS[v]
     tags = {
-        "mlflow.parentRunId": parent,
-        "digitexp.spec": SPEC,
-        "digitexp.variant": variant,
-        "digitexp.seed": str(seed),
-        "digitexp.preset": "smoke",
-        "digitexp.kind": "train",
+        contract.PARENT_TAG: parent,
+        contract.TAG_SPEC: SPEC,
+        contract.TAG_VARIANT: variant,
+        contract.TAG_SEED: str(seed),
+        contract.TAG_PRESET: "smoke",
+        contract.TAG_KIND: "train",
     }
     run = client.create_run(
         exp_id, start_time=start, tags=tags, run_name=f"{SPEC}/{variant}/s{seed}"
@@ -74,7 +74,7 @@ def log_run(
     params = [Param("data.root", "/nowhere"), Param("model.roi_levels", "(0, 1)")]
     client.log_batch(rid, metrics=metrics, params=params, tags=[RunTag("x", "y")])
     if status != "FINISHED":
-        client.set_tag(rid, "digitexp.error", "non-finite loss (nan) in epoch 2")
+        client.set_tag(rid, contract.TAG_ERROR, "non-finite loss (nan) in epoch 2")
     client.set_terminated(rid, status)
     return rid
 
@@ -84,7 +84,7 @@ def known_store(store_uri: str) -> MlflowClient:
     client = MlflowClient(store_uri)
     exp = client.create_experiment(SPEC)
     parent = client.create_run(
-        exp, start_time=1000, tags={"digitexp.kind": "invocation"}
+        exp, start_time=1000, tags={contract.TAG_KIND: "invocation"}
     ).info.run_id
     t = 2000
     # an older run of (levels_0_1_2_3, seed 1) that a newer FINISHED run supersedes
@@ -152,7 +152,7 @@ def test_failed_and_superseded_runs_are_not_counted(known_store: MlflowClient) -
     assert [r.status for r in left_out] == ["FAILED"]
     assert all(r.status == "FINISHED" for r in chosen)
     values = {
-        (r.tag("digitexp.variant"), r.tag("digitexp.seed")): r.metrics["best_val_map"]
+        (r.tag(contract.TAG_VARIANT), r.tag(contract.TAG_SEED)): r.metrics["best_val_map"]
         for r in chosen
     }
     assert values[("levels_0_1_2_3", "1")] == pytest.approx(curve(0, 1, 3)["val_map"])
@@ -193,7 +193,9 @@ def test_figures_are_pngs_and_a_second_report_writes_identical_tables(
     second = {p.name: p.read_bytes() for p in (out / "tables").iterdir()}
     assert first == second
     readme = (out / "README.md").read_text()
-    assert readme.index("StepLR") < readme.index("RoI pooling") < readme.index("final setup")
+    headings = [line for line in readme.splitlines() if line.startswith("## ")]
+    tables = [h.split("(report Table ")[1].split(",")[0] for h in headings if "(report" in h]
+    assert tables == ["2", "3", "4", "5", "6", "7", "8"]  # the report's order
     assert "No finished runs yet" in readme
 
 
@@ -223,7 +225,7 @@ def test_report_after_a_real_tiny_run(
     (child,) = [
         r
         for r in client.search_runs([client.get_experiment_by_name("final").experiment_id])
-        if "mlflow.parentRunId" in r.data.tags
+        if contract.PARENT_TAG in r.data.tags
     ]
     rows = list(csv.DictReader((out / "tables" / "final.csv").open()))
     assert float(rows[0]["val_map_mean"]) == pytest.approx(

@@ -15,7 +15,8 @@ from conftest import new_store
 from mlflow.tracking import MlflowClient
 from servers import Unavailable, free_port, mlflow_server, postgres
 
-from digitexp.distributed import Distributed, DistributedBatches
+from digitexp.data import DistributedBatches
+from digitexp.tracking import contract
 
 SPEC = '''\
 """Does the queue run every job once? (test spec)"""
@@ -31,14 +32,16 @@ EPOCH_KEYS = ["train_loss", "lr", "val_map", "val_number_acc", "val_digit_acc", 
 def _children(client: MlflowClient, experiment: str) -> list:
     exp = client.get_experiment_by_name(experiment)
     return [
-        r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags
+        r for r in client.search_runs([exp.experiment_id]) if contract.PARENT_TAG in r.data.tags
     ]
 
 
 def test_distributed_batches_shard_an_epoch() -> None:
-    ranks = [Distributed(rank, 2, 0, "gloo") for rank in (0, 1)]
     for groups in (None, [i % 3 for i in range(11)]):
-        samplers = [DistributedBatches(11, 2, seed=4, ctx=ctx, groups=groups) for ctx in ranks]
+        samplers = [
+            DistributedBatches(11, 2, seed=4, num_replicas=2, rank=rank, groups=groups)
+            for rank in (0, 1)
+        ]
         for s in samplers:
             s.set_epoch(3)
         batches = [list(s) for s in samplers]
@@ -48,8 +51,8 @@ def test_distributed_batches_shard_an_epoch() -> None:
         assert seen == set(range(11))
         if groups is not None:
             assert all(len({groups[i] for i in batch}) == 1 for rank in batches for batch in rank)
-    first = list(DistributedBatches(11, 2, seed=4, ctx=ranks[0]))
-    again = DistributedBatches(11, 2, seed=4, ctx=ranks[0])
+    first = list(DistributedBatches(11, 2, seed=4, num_replicas=2, rank=0))
+    again = DistributedBatches(11, 2, seed=4, num_replicas=2, rank=0)
     again.set_epoch(1)
     assert first != list(again)
 
@@ -96,9 +99,9 @@ def test_torchrun_two_processes_one_logged_run(
     (child,) = _children(client, "spec")
     tags = child.data.tags
     assert child.info.status == "FINISHED"
-    assert tags["digitexp.world_size"] == "2"
-    assert tags["digitexp.effective_batch_size"] == "8"  # 2 x the smoke preset's 4
-    assert float(tags["digitexp.effective_lr"]) == pytest.approx(2 * 1e-3)  # linear scaling
+    assert tags[contract.TAG_WORLD_SIZE] == "2"
+    assert tags[contract.TAG_EFFECTIVE_BATCH_SIZE] == "8"  # 2 x the smoke preset's 4
+    assert float(tags[contract.TAG_EFFECTIVE_LR]) == pytest.approx(2 * 1e-3)  # linear scaling
     for key in EPOCH_KEYS:
         assert sorted(m.step for m in client.get_metric_history(child.info.run_id, key)) == [
             1,
@@ -106,7 +109,7 @@ def test_torchrun_two_processes_one_logged_run(
             3,
         ]
     names = {a.path for a in client.list_artifacts(child.info.run_id, "checkpoints")}
-    assert names == {"checkpoints/best.pt", "checkpoints/last.pt"}
+    assert names == {contract.BEST_CHECKPOINT, contract.LAST_CHECKPOINT}
     exp = client.get_experiment_by_name("spec")
     assert len(client.search_runs([exp.experiment_id])) == 2  # one parent, one child
 
@@ -127,6 +130,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> dict:
         pytest.skip(str(exc))
 
 
+@pytest.mark.slow
 def test_queue_workers_with_postgres_and_mlflow_server(
     servers: dict, tmp_path: Path, synth_root: Path
 ) -> None:
@@ -175,10 +179,10 @@ def test_queue_workers_with_postgres_and_mlflow_server(
         exp = client.get_experiment_by_name("spec")
         if exp is not None:
             for run in client.search_runs([exp.experiment_id]):
-                owner = run.data.tags.get("digitexp.owner", "")
+                owner = run.data.tags.get(contract.TAG_OWNER, "")
                 if (
                     owner.endswith(f":{victim.pid}")
-                    and int(run.data.tags.get("digitexp.epoch", 0)) >= 1
+                    and int(run.data.tags.get(contract.TAG_EPOCH, 0)) >= 1
                 ):
                     killed_run = run.info.run_id
         time.sleep(0.1)
@@ -190,12 +194,14 @@ def test_queue_workers_with_postgres_and_mlflow_server(
 
     children = _children(client, "spec")
     finished = [r for r in children if r.info.status == "FINISHED"]
-    jobs = sorted((r.data.tags["digitexp.variant"], r.data.tags["digitexp.seed"]) for r in finished)
+    jobs = sorted(
+        (r.data.tags[contract.TAG_VARIANT], r.data.tags[contract.TAG_SEED]) for r in finished
+    )
     assert jobs == sorted((v, s) for v in ("nms_0.5", "nms_0.3") for s in ("0", "1"))  # once each
     assert len(children) == 4  # the killed job was resumed in its own run, not started again
     resumed = client.get_run(killed_run)
     assert resumed.info.status == "FINISHED"
-    assert resumed.data.tags["digitexp.owner"].split(":")[-1] != str(victim.pid)
+    assert resumed.data.tags[contract.TAG_OWNER].split(":")[-1] != str(victim.pid)
     for run in finished:
         for key in EPOCH_KEYS:
             steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))

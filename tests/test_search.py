@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +10,13 @@ import torch
 from conftest import ABLATIONS, assert_one_clear_line, new_store, run_subprocess
 from mlflow.tracking import MlflowClient
 
-from digitexp.candidates import CandidateCache, ThresholdEngine, build_cache
-from digitexp.config import apply_overrides
-from digitexp.data.coco import DigitDataset, load_split
+from digitexp.data import DigitDataset, load_split
+from digitexp.engine import infer, load_trained_run
 from digitexp.errors import ConfigError
-from digitexp.evaluate import evaluate
-from digitexp.fasteval import CandidatePool
-from digitexp.model import build_model, set_thresholds
-from digitexp.predict import infer
-from digitexp.search import load_source, parse_space
-from digitexp.tracking import TrackingStore
+from digitexp.metrics import CandidatePool, evaluate
+from digitexp.model import set_thresholds
+from digitexp.search import CandidateCache, PostprocessReplay, build_cache, parse_space
+from digitexp.tracking import TrackingStore, contract
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +44,7 @@ def trained(
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("final")
     (child,) = [
-        r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags
+        r for r in client.search_runs([exp.experiment_id]) if contract.PARENT_TAG in r.data.tags
     ]
     return {"uri": uri, "run_id": child.info.run_id, "tmp": tmp}
 
@@ -64,11 +60,8 @@ PAIRS = [(0.0, 0.5), (0.05, 0.3), (0.1, 0.7), (0.02, 0.1), (0.0, 0.9), (0.3, 0.4
 
 
 def test_trials_equal_running_the_model_with_the_thresholds(in_store: dict) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        source = load_source(TrackingStore(), in_store["run_id"], Path(tmp))
-    cfg = apply_overrides(source.cfg, {"model.weights": "none"})
-    model = build_model(cfg.model)
-    model.load_state_dict(source.state["model"])
+    trained = load_trained_run(TrackingStore(), in_store["run_id"])
+    cfg, model = trained.cfg, trained.model
     split = load_split(Path(cfg.data.root), "valid")
     dataset = DigitDataset(split, cfg.data, train=False)
     device = torch.device("cpu")
@@ -76,14 +69,14 @@ def test_trials_equal_running_the_model_with_the_thresholds(in_store: dict) -> N
         model, dataset, device=device, cap=100_000, batch_size=4, pre_normalize=False
     )
     assert not cache.truncated.any()
-    engine = ThresholdEngine(cache, cfg.model.box_detections_per_img, min_nms=0.1)
+    replay = PostprocessReplay(cache, cfg.model.box_detections_per_img, min_nms=0.1)
     pool = CandidatePool(split, cache.image_ids, cache.pool())
-    assert engine.edges > 100  # the untrained-ish model overlaps a lot: NMS has work to do
+    assert replay.edges > 100  # the untrained-ish model overlaps a lot: NMS has work to do
     compared = 0
     for score, nms in PAIRS:
         set_thresholds(model, score=score, nms=nms, detections=cfg.model.box_detections_per_img)
         reference = infer(model, dataset, device=device, batch_size=4, pre_normalize=False)
-        ours = {d.image_id: d for d in engine.detections(score, nms)}
+        ours = {d.image_id: d for d in replay.detections(score, nms)}
         for det in reference:
             mine = ours[det.image_id]
             assert np.array_equal(det.boxes, mine.boxes), (score, nms, det.image_id)
@@ -91,9 +84,9 @@ def test_trials_equal_running_the_model_with_the_thresholds(in_store: dict) -> N
             assert np.array_equal(det.labels, mine.labels)
             compared += len(det.scores)
         expected = evaluate(split, reference, cfg.eval)
-        selected = engine.select(score, nms)
+        selected = replay.select(score, nms)
         assert pool.score(selected, cfg.eval) == expected, (score, nms)
-        assert engine.capped_images(score) == 0
+        assert replay.capped_images(score) == 0
     assert compared > 200
 
 
@@ -143,8 +136,8 @@ def test_search_resumes_and_logs_to_mlflow(in_store: dict, tmp_path: Path, cli) 
     assert len(searches) == 2
     for run in searches:
         assert run.info.status == "FINISHED"
-        assert run.data.tags["digitexp.source_run"] == run_id
-        assert run.data.tags["digitexp.best_set"].startswith("--set model.box_nms_thresh=")
+        assert run.data.tags[contract.TAG_SOURCE_RUN] == run_id
+        assert run.data.tags[contract.TAG_BEST_SET].startswith("--set model.box_nms_thresh=")
         names = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {
             "trials.csv",
@@ -233,7 +226,7 @@ def test_run_without_checkpoint_exits_2(in_store: dict, cli) -> None:
     exp = client.get_experiment_by_name("final")
     parent = client.create_run(exp.experiment_id).info.run_id
     bare = client.create_run(
-        exp.experiment_id, tags={"mlflow.parentRunId": parent, "digitexp.kind": "train"}
+        exp.experiment_id, tags={contract.PARENT_TAG: parent, contract.TAG_KIND: "train"}
     ).info.run_id
     client.set_terminated(bare, "FAILED")
     assert_one_clear_line(cli("search", bare, "--trials", "1"), bare, "no checkpoints/best.pt")
@@ -274,7 +267,7 @@ def test_engine_equals_batched_nms_with_thin_boxes_and_large_coordinates(count: 
         truncated=np.array([False]),
         cap=count,
     )
-    engine = ThresholdEngine(cache, detections_per_img=100, min_nms=0.1)
+    replay = PostprocessReplay(cache, detections_per_img=100, min_nms=0.1)
     for score, nms in [(0.0, 0.3), (0.2, 0.1), (0.5, 0.55), (0.0, 0.9)]:
         passing = np.flatnonzero(scores > np.float32(score))
         keep = batched_nms(
@@ -284,9 +277,9 @@ def test_engine_equals_batched_nms_with_thin_boxes_and_large_coordinates(count: 
             nms,
         )[:100]
         expected = set(passing[keep.numpy()].tolist())
-        assert set(np.flatnonzero(engine.select(score, nms)).tolist()) == expected, (score, nms)
+        assert set(np.flatnonzero(replay.select(score, nms)).tolist()) == expected, (score, nms)
     with pytest.raises(ValueError, match="below"):
-        engine.select(0.1, 0.05)
+        replay.select(0.1, 0.05)
 
 
 def test_pareto_ends_break_ties_by_the_other_objective() -> None:
@@ -317,3 +310,24 @@ def test_pareto_ends_break_ties_by_the_other_objective() -> None:
     best_map, best_task2 = choices(study, "both")
     assert best_map.number == 1  # (0.5, 0.7) dominates (0.5, 0.6)
     assert best_task2.number == 1  # (0.5, 0.7) dominates (0.4, 0.7)
+
+
+def test_a_run_trained_with_one_loader_worker_per_core_can_be_searched(in_store: dict) -> None:
+    """``train.workers=-1`` (one per core) is resolved once for inference, not handed raw to
+    the DataLoader."""
+    from digitexp.engine.runtime import loader_workers
+    from digitexp.search import candidates_of, scored_split
+
+    trained = load_trained_run(TrackingStore(), in_store["run_id"], overrides={"train.workers": -1})
+    assert trained.workers == loader_workers(-1) >= 1
+    split = scored_split(trained.cfg, trained.cfg.data.valid_split)
+    cache = candidates_of(trained, split, cap=50)
+    assert cache.image_ids.tolist() == sorted(r.id for r in split.images)
+
+
+def test_overrides_that_change_the_architecture_are_refused(in_store: dict) -> None:
+    from digitexp.errors import WeightsError
+
+    with pytest.raises(WeightsError, match=r"model\.fpn_channels") as info:
+        load_trained_run(TrackingStore(), in_store["run_id"], overrides={"model.fpn_channels": 8})
+    assert "not the architecture" in str(info.value)

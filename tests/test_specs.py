@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import ABLATIONS, assert_one_clear_line, run_subprocess
 
-from digitexp import presets
+from digitexp import lineage, presets
+from digitexp.config import apply_overrides, flatten, seed_config
 from digitexp.errors import ConfigError, SpecError
-from digitexp.spec import load_spec, resolve
+from digitexp.spec import load_spec
 
 SPECS = sorted(ABLATIONS.glob("*.py"))
 REPORT_ORDER = [
@@ -23,60 +24,7 @@ REPORT_ORDER = [
     "final",
 ]
 
-# The lineage table of the foundation issue: run -> (spec, variant, expected values).
-B = {
-    "model.anchor_sizes": (4, 8, 16, 32, 64),
-    "model.aspect_ratios": (0.25, 0.5, 1.0),
-    "model.box_nms_thresh": 0.3,
-    "model.box_score_thresh": 0.05,
-    "train.batch_size": 4,
-    "train.scheduler": "step",
-    "data.preprocess": "none",
-    "model.roi_levels": (0, 1, 2, 3),
-}
-C = {**B, "model.anchor_sizes": (4, 8, 12, 24, 48)}
-D = {**C, "model.box_score_thresh": 0.5}
-E = {**D, "train.batch_size": 8}
-F = {**E, "model.aspect_ratios": (1.0, 1.5, 2.0)}
-G = {**E, "model.roi_levels": (0, 1)}
-LINEAGE = [
-    ("B", "lr_schedule", "step_3_0.1", B, 0.4588),
-    (
-        "B-cos",
-        "lr_schedule",
-        "cosine_tmax_20_etamin_1e-7",
-        {**B, "train.scheduler": "cosine", "train.t_max": 20, "train.eta_min": 1e-7},
-        0.4535,
-    ),
-    (
-        "B-nms.5",
-        "thresholds",
-        "nms_0.5_score_0.05_sizes_4_8_16_32_64",
-        {**B, "model.box_nms_thresh": 0.5},
-        0.4611,
-    ),
-    ("B", "thresholds", "nms_0.3_score_0.05_sizes_4_8_16_32_64", B, 0.4588),
-    ("C", "thresholds", "nms_0.3_score_0.05_sizes_4_8_12_24_48", C, 0.4619),
-    ("D", "thresholds", "nms_0.3_score_0.5_sizes_4_8_12_24_48", D, 0.4643),
-    ("B", "preprocessing", "none", B, 0.4588),
-    (
-        "B-color",
-        "preprocessing",
-        "color_jitter_grayscale",
-        {**B, "data.preprocess": "color"},
-        0.2545,
-    ),
-    ("B-binary", "preprocessing", "adaptive_binary", {**B, "data.preprocess": "binary"}, 0.4309),
-    ("B", "anchors", "sizes_4_8_16_32_64_score_0.05_batch_4", B, 0.4588),
-    ("C", "anchors", "sizes_4_8_12_24_48_score_0.05_batch_4", C, 0.4619),
-    ("E", "anchors", "sizes_4_8_12_24_48_ratios_0.25_0.5_1_score_0.5_batch_8", E, 0.4653),
-    ("F", "anchors", "sizes_4_8_12_24_48_ratios_1_1.5_2_score_0.5_batch_8", F, 0.4671),
-    ("D", "batch_size", "batch_4", D, 0.4643),
-    ("E", "batch_size", "batch_8", E, 0.4653),
-    ("E", "roi_levels", "levels_0_1_2_3", E, 0.4653),
-    ("G", "roi_levels", "levels_0_1", G, 0.4633),
-    ("E", "final", "final", E, 0.4653),
-]
+# Settings every run of the report shares (its Table 1 and Listing 1).
 COMMON = {
     "model.arch": "fasterrcnn_resnet50_fpn",
     "model.weights": "DEFAULT",
@@ -84,6 +32,7 @@ COMMON = {
     "model.max_size": 1024,
     "model.box_positive_fraction": 0.25,
     "model.box_batch_size_per_image": 512,
+    "model.roi_levels": (0, 1, 2, 3),
     "train.epochs": 20,
     "train.optimizer": "adamw",
     "train.lr": 1e-4,
@@ -93,57 +42,144 @@ COMMON = {
 }
 
 
-def test_the_seven_specs_exist() -> None:
-    assert sorted(p.stem for p in SPECS) == sorted(REPORT_ORDER)
+def knobs_named_by(title: str) -> dict[str, object]:
+    """What a report run's name says about it: resnet50_fpn_stLR3_0.1_nms0.3_b4_e20_small_obj
+    _st0.5_ver -> StepLR(3, 0.1), NMS 0.3, batch 4, 20 epochs, anchors 4-48, score 0.5, tall
+    anchors (every name token read independently of digitexp.lineage)."""
+    name = title.split()[0]
+    return {
+        "train.scheduler": "step",
+        "train.step_size": 3,
+        "train.gamma": 0.1,
+        "model.box_nms_thresh": 0.5 if "_nms0.5_" in name else 0.3,
+        "train.batch_size": 8 if "_b8_" in name else 4,
+        "model.anchor_sizes": (4, 8, 12, 24, 48) if "small_obj" in name else (4, 8, 16, 32, 64),
+        "model.box_score_thresh": 0.5 if "_st0.5" in name else 0.05,
+        "model.aspect_ratios": (1.0, 1.5, 2.0) if name.endswith("_ver") else (0.25, 0.5, 1.0),
+        "data.preprocess": "none",
+    }
+
+
+def _resolved(run: lineage.ReportRun) -> dict:
+    return flatten(apply_overrides(seed_config(), run.knobs))
+
+
+@pytest.mark.parametrize("label", ["B", "B-nms.5", "C", "D", "E", "F"])
+def test_lineage_runs_set_what_their_report_names_say(label: str) -> None:
+    run = lineage.RUNS[label]
+    flat = _resolved(run)
+    for key, value in {**COMMON, **knobs_named_by(run.title)}.items():
+        assert flat[key] == value, (label, key)
+
+
+def test_lineage_runs_without_a_full_name_change_one_knob_of_their_parent() -> None:
+    b, e = _resolved(lineage.B), _resolved(lineage.E)
+    changed = {
+        "B-cos": {"train.scheduler": "cosine", "train.t_max": 20, "train.eta_min": 1e-7},
+        "B-color": {"data.preprocess": "color"},
+        "B-binary": {"data.preprocess": "binary"},
+        "G": {"model.roi_levels": (0, 1)},
+    }
+    for label, knobs in changed.items():
+        parent = e if label == "G" else b
+        assert _resolved(lineage.RUNS[label]) == {**parent, **knobs}, label
+
+
+def test_final_setup_is_run_e() -> None:
+    assert lineage.E.knobs == {}
+    assert seed_config().model.box_score_thresh == 0.5
+    assert (lineage.E.val_map, lineage.E.public_task1, lineage.E.public_task2) == (
+        0.4653,
+        0.36,
+        0.77,
+    )
+
+
+@pytest.mark.parametrize("path", sorted(ABLATIONS.glob("*.py")), ids=lambda p: p.stem)
+def test_every_report_variant_is_its_lineage_run(path: Path) -> None:
+    spec = load_spec(path)
+    for name, variant in spec.variants.items():
+        label = variant.report_run.split(":")[0]
+        run = lineage.RUNS[label]
+        assert variant.published == run.published
+        flat = flatten(spec.config(name))
+        for key, value in {**COMMON, **_resolved(run)}.items():
+            assert flat[key] == value, (name, key)
+
+
+def test_the_seven_specs_exist_in_the_reports_order() -> None:
+    from digitexp.report import load_specs
+
+    assert [s.name for s in load_specs(ABLATIONS)] == REPORT_ORDER
+    assert [s.name for s in load_specs(ABLATIONS) if s.final] == ["final"]
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_every_spec_loads_and_every_variant_resolves(path: Path) -> None:
-    spec = load_spec(path)
-    assert spec.question.endswith(")") and "report" in spec.question
-    assert set(spec.published) == set(spec.variants)
-    for variant in spec.variants:
-        for preset in (None, *presets.PRESETS):
-            cfg = resolve(spec, variant, preset=preset, seed=spec.seeds[0])
+    assert len(path.read_text().splitlines()) <= 30  # question, base, variants, seeds
+    for preset in (None, *presets.PRESETS):
+        spec = load_spec(path, preset=preset)
+        assert spec.question.endswith(")") and "report" in spec.question
+        assert all(v.published and v.report_run for v in spec.variants.values())
+        for variant in spec.variants:
+            cfg = spec.config(variant, seed=spec.seeds[0])
             assert cfg.train.seed == spec.seeds[0]
 
 
-@pytest.mark.parametrize(("run", "spec_name", "variant", "expected", "val_map"), LINEAGE)
-def test_lineage_rows_resolve_to_the_tables_values(
-    run: str, spec_name: str, variant: str, expected: dict, val_map: float
-) -> None:
-    from digitexp.config import flatten
-
-    spec = load_spec(ABLATIONS / f"{spec_name}.py")
-    flat = flatten(resolve(spec, variant))
-    for key, value in {**COMMON, **expected}.items():
-        assert flat[key] == value, (run, key)
-    assert spec.published[variant]["val_map"] == val_map
-
-
 def test_presets_never_erase_what_a_variant_tests() -> None:
-    spec = load_spec(ABLATIONS / "anchors.py")
-    for variant, overrides in spec.variants.items():
-        cfg = resolve(spec, variant, preset="demo")
-        from digitexp.config import flatten
-
-        flat = flatten(cfg)
-        for key, value in overrides.items():
-            assert flat[key] == (tuple(value) if isinstance(value, list) else value)
+    spec = load_spec(ABLATIONS / "anchors.py", preset="demo")
+    for name, variant in spec.variants.items():
+        flat = flatten(spec.config(name))
+        for key, value in variant.overrides.items():
+            assert flat[key] == value
 
 
 def test_precedence_base_preset_variant_set() -> None:
-    spec = load_spec(ABLATIONS / "batch_size.py")
-    cfg = resolve(spec, "batch_4", preset="smoke", sets={"train.batch_size": 2, "train.lr": 0.5})
+    sets = {"train.batch_size": 2, "train.lr": 0.5}
+    spec = load_spec(ABLATIONS / "batch_size.py", preset="smoke", sets=sets)
+    cfg = spec.config("batch_4")
     assert cfg.train.batch_size == 2  # --set wins over the variant
     assert cfg.train.lr == 0.5  # --set wins over the preset
     assert cfg.model.arch == "tiny_fpn"  # the preset wins over BASE
     with pytest.raises(ConfigError, match="--seed"):
-        resolve(spec, "batch_4", sets={"train.seed": 3})
+        load_spec(ABLATIONS / "batch_size.py", sets={"train.seed": 3})
     with pytest.raises(ConfigError, match="unknown preset"):
-        resolve(spec, "batch_4", preset="huge")
+        load_spec(ABLATIONS / "batch_size.py", preset="huge")
     with pytest.raises(SpecError, match="unknown variant"):
-        resolve(spec, "batch_16")
+        spec.config("batch_16")
+
+
+def test_a_spec_resolves_each_variant_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from digitexp import spec as spec_module
+    from digitexp.launch import plan_runs
+
+    calls: list[str] = []
+    real = spec_module.apply_overrides
+
+    def counting(cfg, overrides):
+        calls.append(",".join(overrides))
+        return real(cfg, overrides)
+
+    monkeypatch.setattr(spec_module, "apply_overrides", counting)
+    spec = load_spec(ABLATIONS / "anchors.py", preset="smoke")
+    resolved = len(calls)
+    plans = plan_runs(spec, seeds=[0, 1])
+    assert len(plans) == 8 and len(calls) == resolved  # planning resolves nothing again
+    assert resolved == 4 * 2  # per variant: the preset, then its overrides
+
+
+def test_published_numbers_and_report_runs_belong_to_the_variants(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        GOOD_HEAD
+        + "from digitexp.spec import Variant\n"
+        + "VARIANTS = [Variant('a', {'train.lr': 0.1}, {'val_map': 0.5}, 'run A')]\n",
+        name="cards.py",
+    )
+    spec = load_spec(path)
+    assert spec.variants["a"].published == {"val_map": 0.5}
+    assert spec.variants["a"].report_run == "run A"
+    assert spec.config("a").train.lr == 0.1
 
 
 def _write(tmp_path: Path, body: str, name: str = "bad.py") -> Path:
@@ -190,8 +226,22 @@ BAD_SPECS = [
     (
         "published",
         GOOD_HEAD + "VARIANTS = {'a': {}}\nPUBLISHED = {'b': {}}\n",
-        "PUBLISHED names 'b'",
+        "PUBLISHED is no longer a spec field",
     ),
+    (
+        "published_key",
+        GOOD_HEAD
+        + "from digitexp.spec import Variant\n"
+        + "VARIANTS = [Variant('a', {}, {'val_mAP': 0.5})]\n",
+        "unknown published metric 'val_mAP'",
+    ),
+    (
+        "twice",
+        GOOD_HEAD + "from digitexp.spec import Variant\nVARIANTS = [Variant('a'), Variant('a')]\n",
+        "variant 'a' is declared twice",
+    ),
+    ("not_variant", GOOD_HEAD + "VARIANTS = [('a', {})]\n", "VARIANTS holds tuple"),
+    ("table", GOOD_HEAD + "VARIANTS = {'a': {}}\nREPORT_TABLE = 'five'\n", "REPORT_TABLE must"),
     ("raises", GOOD_HEAD + "VARIANTS = {'a': {}}\nx = 1 / 0\n", "ZeroDivisionError"),
     (
         "base_override",

@@ -19,8 +19,9 @@ from digitexp.data.synth import (
     render_layers,
     render_sample,
     split_index,
+    writer,
 )
-from digitexp.errors import DataError
+from digitexp.errors import ConfigError, DataError
 
 COUNTS = {"train": 12, "valid": 4, "test": 4}
 # Geometry and layout stay random; only the effects that spread or distort ink are off.
@@ -222,14 +223,14 @@ def test_split_index_is_stable() -> None:
     [{}, {"train": 0}, {"train": -3}, {"train": 2.5}, {"train": True}, {"../x": 2}, {"": 1}],
 )
 def test_bad_counts_raise(tmp_path: Path, counts: dict) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         generate(tmp_path, counts, progress=False)
 
 
 def test_bad_seed_and_workers_raise(tmp_path: Path) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         generate(tmp_path, {"train": 1}, seed=-1, progress=False)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         generate(tmp_path, {"train": 1}, workers=0, progress=False)
 
 
@@ -247,7 +248,7 @@ def test_bad_seed_and_workers_raise(tmp_path: Path) -> None:
     ],
 )
 def test_bad_options_raise(kwargs: dict) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         SynthOptions(**kwargs)
 
 
@@ -260,7 +261,7 @@ def test_output_folder_that_is_a_file_raises(tmp_path: Path) -> None:
 
 def test_failed_generation_leaves_no_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "train.json").write_text("{}")  # stale result of an older run
-    real = synth.render_layers
+    real = writer.render_layers
 
     def failing(rng: np.random.Generator, options: SynthOptions) -> synth.RenderedSample:
         if failing.calls == 3:
@@ -269,7 +270,7 @@ def test_failed_generation_leaves_no_json(tmp_path: Path, monkeypatch: pytest.Mo
         return real(rng, options)
 
     failing.calls = 0
-    monkeypatch.setattr(synth, "render_layers", failing)
+    monkeypatch.setattr(writer, "render_layers", failing)
     with pytest.raises(RuntimeError):
         generate(tmp_path, {"train": 6}, workers=1, progress=False)
     assert not (tmp_path / "train.json").exists()

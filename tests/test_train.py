@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 from conftest import (
-    EPOCH_METRICS,
-    SUMMARY_METRICS,
     assert_one_clear_line,
     new_store,
     run_subprocess,
@@ -21,28 +19,30 @@ from mlflow.tracking import MlflowClient
 
 from digitexp import presets
 from digitexp.config import apply_overrides, seed_config
-from digitexp.train import lr_factor
+from digitexp.engine.optim import lr_factor
+from digitexp.tracking import contract
+from digitexp.tracking.contract import EPOCH_METRICS, SUMMARY_METRICS
 
 TAGS = [
-    "digitexp.spec",
-    "digitexp.variant",
-    "digitexp.seed",
-    "digitexp.preset",
-    "digitexp.git_commit",
-    "digitexp.config_hash",
+    contract.TAG_SPEC,
+    contract.TAG_VARIANT,
+    contract.TAG_SEED,
+    contract.TAG_PRESET,
+    contract.TAG_GIT,
+    contract.TAG_CONFIG_HASH,
 ]
 
 TINY_SPEC = '''\
 """Does a smaller NMS threshold help a tiny model? (test spec)"""
 from digitexp.config import seed_config
+from digitexp.spec import Variant
 
 BASE = seed_config()
-VARIANTS = {
-    "nms_0.5": {"model.box_nms_thresh": 0.5},
-    "nms_0.3": {"model.box_nms_thresh": 0.3},
-}
+VARIANTS = [
+    Variant("nms_0.5", {"model.box_nms_thresh": 0.5}, published={"val_map": 0.4611}),
+    Variant("nms_0.3", {"model.box_nms_thresh": 0.3}),
+]
 SEEDS = (0,)
-PUBLISHED = {"nms_0.5": {"val_map": 0.4611}}
 '''
 
 
@@ -55,8 +55,8 @@ def write_spec(tmp_path: Path, body: str = TINY_SPEC, name: str = "tiny.py") -> 
 def _children(client: MlflowClient, experiment: str) -> tuple[list, list]:
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = [r for r in runs if contract.PARENT_TAG not in r.data.tags]
+    children = [r for r in runs if contract.PARENT_TAG in r.data.tags]
     return parents, children
 
 
@@ -97,14 +97,14 @@ def test_parent_and_children_with_tags_and_params(smoke_run: dict) -> None:
     assert {c.info.run_name for c in children} == {"tiny/nms_0.5/s0", "tiny/nms_0.3/s0"}
     for child in children:
         assert child.info.status == "FINISHED"
-        assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert child.data.tags[contract.PARENT_TAG] == parents[0].info.run_id
         for tag in TAGS:
             assert child.data.tags.get(tag), tag
-        assert child.data.tags["digitexp.preset"] == "smoke"
+        assert child.data.tags[contract.TAG_PRESET] == "smoke"
         params = child.data.params
         assert params["model.arch"] == "tiny_fpn"
         assert params["model.anchor_sizes"] == "(4, 8, 12, 24, 48)"
-        variant = child.data.tags["digitexp.variant"]
+        variant = child.data.tags[contract.TAG_VARIANT]
         assert params["model.box_nms_thresh"] == variant.split("_")[1]
         assert params["train.epochs"] == str(presets.SMOKE["train.epochs"])
 
@@ -131,17 +131,17 @@ def test_artifacts_and_val_predictions_rescore_to_val_map(smoke_run: dict) -> No
     for child in children:
         rid = child.info.run_id
         top = {a.path for a in client.list_artifacts(rid)}
-        assert {"config.json", "spec.py", "checkpoints", "predictions"} <= top
+        assert {contract.CONFIG_JSON, "spec.py", "checkpoints", "predictions"} <= top
         assert {a.path for a in client.list_artifacts(rid, "checkpoints")} == {
-            "checkpoints/best.pt",
-            "checkpoints/last.pt",
+            contract.BEST_CHECKPOINT,
+            contract.LAST_CHECKPOINT,
         }
-        assert {a.path for a in client.list_artifacts(rid, "predictions/test")} == {
+        assert {a.path for a in client.list_artifacts(rid, contract.TEST_PREDICTIONS)} == {
             "predictions/test/pred.json",
             "predictions/test/pred.csv",
         }
         local = Path(client.download_artifacts(rid, "", str(smoke_run["tmp"] / rid)))
-        config = json.loads((local / "config.json").read_text())
+        config = json.loads((local / contract.CONFIG_JSON).read_text())
         assert config["model"]["arch"] == "tiny_fpn"
         assert (local / "spec.py").read_text() == smoke_run["spec"].read_text()
         results = json.loads((local / "predictions" / "val.json").read_text())
@@ -191,7 +191,7 @@ def test_nan_loss_marks_the_run_failed(
     client = MlflowClient(uri)
     parents, children = _children(client, "tiny")
     assert [c.info.status for c in children] == ["FAILED"]
-    assert "non-finite loss" in children[0].data.tags["digitexp.error"]
+    assert "non-finite loss" in children[0].data.tags[contract.TAG_ERROR]
     assert parents[0].info.status == "FAILED"
 
 
@@ -271,7 +271,9 @@ def test_predict_writes_the_submission_files(smoke_run: dict, synth_root: Path) 
     assert result.code == 0, result.err
     assert "pred.json" in result.out
     logged = Path(
-        client.download_artifacts(run_id, "predictions/test", str(smoke_run["tmp"] / "logged"))
+        client.download_artifacts(
+            run_id, contract.TEST_PREDICTIONS, str(smoke_run["tmp"] / "logged")
+        )
     )
     # the same checkpoint on the same images gives the run's own submission
     assert (out / "pred.csv").read_text() == (logged / "pred.csv").read_text()

@@ -19,10 +19,6 @@ h5py is an optional extra (``pip install 'digitexp[svhn]'``); it is imported onl
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +26,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
+from digitexp.common import files
+from digitexp.common.progress import Progress
+from digitexp.data.categories import COCO_CATEGORIES, category_of
 from digitexp.errors import DataError
 
 Box = tuple[float, float, float, float, int]
@@ -59,13 +57,9 @@ class SvhnCounts:
 
 
 @dataclass(frozen=True)
-class SvhnConversion:
-    """Result of :func:`convert`: the counts of :class:`SvhnCounts` and the file written."""
+class SvhnConversion(SvhnCounts):
+    """Result of :func:`convert`: the counts and the file written."""
 
-    images: int
-    boxes: int
-    clamped: int
-    dropped: int
     out: Path
 
 
@@ -83,10 +77,6 @@ def _import_h5py() -> Any:
     except ImportError as exc:
         raise DataError(_H5PY_MISSING) from exc
     return h5py
-
-
-def _progress_enabled(progress: bool) -> bool:
-    return progress and not os.environ.get("CI") and sys.stderr.isatty()
 
 
 def _open_mat(h5py: Any, mat_path: Path) -> Any:
@@ -199,7 +189,7 @@ def _boxes(columns: dict[str, list[float]], where: str) -> list[Box]:
     ]
 
 
-def _iter_records(mat_path: Path, progress: bool) -> Iterator[Record]:
+def _iter_records(mat_path: Path, progress: bool | None) -> Iterator[Record]:
     h5py = _import_h5py()
     with _open_mat(h5py, mat_path) as f:
         group = f.get("digitStruct")
@@ -211,12 +201,7 @@ def _iter_records(mat_path: Path, progress: bool) -> Iterator[Record]:
             raise DataError(
                 f"{mat_path}: 'digitStruct' has {len(names)} names but {len(bboxes)} bboxes"
             )
-        bar = tqdm(
-            total=len(names),
-            desc=f"reading {mat_path.name}",
-            unit="img",
-            disable=not _progress_enabled(progress),
-        )
+        bar = Progress(len(names), f"reading {mat_path.name}", enabled=progress, unit="img")
         reader = _RecordReader(h5py, f)
         with bar:
             for index, (name_ref, bbox_ref) in enumerate(zip(names, bboxes, strict=True), start=1):
@@ -225,7 +210,7 @@ def _iter_records(mat_path: Path, progress: bool) -> Iterator[Record]:
                 bar.update(1)
 
 
-def read_digit_struct(mat_path: Path, progress: bool = False) -> list[Record]:
+def read_digit_struct(mat_path: Path, progress: bool | None = False) -> list[Record]:
     """``[(file_name, [(left, top, width, height, label_1_to_10), ...]), ...]`` in file order.
 
     Raises :class:`DataError` when h5py is missing, the file is missing or not a MATLAB v7.3
@@ -267,14 +252,9 @@ def clamp_box(
     return [x1, y1, x2 - x1, y2 - y1], clamped
 
 
-def categories() -> list[dict[str, Any]]:
-    """The HW2 categories: id 1..10 for digits "0".."9"."""
-    return [{"id": digit + 1, "name": str(digit)} for digit in range(10)]
-
-
 def category_id(label: int) -> int:
     """SVHN label (1..10, 10 = digit 0) -> HW2 category id (digit + 1)."""
-    return (label % 10) + 1
+    return category_of(label % 10)
 
 
 def records_to_coco(
@@ -313,13 +293,13 @@ def records_to_coco(
                     "iscrowd": 0,
                 }
             )
-    coco = {"images": images, "annotations": annotations, "categories": categories()}
+    coco = {"images": images, "annotations": annotations, "categories": list(COCO_CATEGORIES)}
     counts = SvhnCounts(len(images), len(annotations), clamped, dropped)
     return coco, counts
 
 
 def svhn_to_coco(
-    mat_path: Path, images_dir: Path, progress: bool = False
+    mat_path: Path, images_dir: Path, progress: bool | None = False
 ) -> tuple[dict[str, Any], SvhnCounts]:
     """Read ``mat_path`` and return ``(coco_dict, counts)`` for the images in ``images_dir``.
 
@@ -335,29 +315,14 @@ def svhn_to_coco(
 # --------------------------------------------------------------------------- writing
 
 
-def write_json_atomic(data: Any, out: Path) -> None:
-    """Write ``data`` as JSON to ``out`` via a temp file in the same folder and ``os.replace``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def convert(mat_path: Path, images_dir: Path, out: Path, progress: bool = True) -> SvhnConversion:
+def convert(
+    mat_path: Path, images_dir: Path, out: Path, progress: bool | None = None
+) -> SvhnConversion:
     """Convert ``mat_path`` to COCO JSON at ``out`` (written atomically) and return the counts.
 
-    The progress bar over records is shown only when ``progress`` is true, the environment
-    has no ``CI`` variable and stderr is a terminal.
+    ``progress``: a bar over the records (None: in a terminal, not under CI).
     """
     out = Path(out)
     coco, counts = svhn_to_coco(mat_path, images_dir, progress=progress)
-    write_json_atomic(coco, out)
+    files.write_json(out, coco)
     return SvhnConversion(counts.images, counts.boxes, counts.clamped, counts.dropped, out)

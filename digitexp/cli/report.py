@@ -1,0 +1,36 @@
+"""``report``: rebuild reports/ (tables and figures) from the MLflow store."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from digitexp.cli.output import EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from digitexp.report import generate
+    from digitexp.tracking import TrackingStore
+
+    summary = generate(
+        TrackingStore(),
+        Path(args.out),
+        ablations=Path(args.ablations),
+        specs=args.spec,
+        preset=args.preset,
+    )
+    print(
+        f"wrote {summary.out / 'README.md'}: {len(summary.specs)} spec(s), {summary.runs} run(s)"
+        f" counted, {summary.left_out} left out, in {summary.seconds:.1f} s"
+    )
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("report", help="rebuild reports/: tables and curves from MLflow")
+    p.add_argument("--out", default="reports")
+    p.add_argument("--spec", action="append", help="only this spec (repeatable)")
+    p.add_argument("--preset", help="only runs made with this preset")
+    p.add_argument("--ablations", default="ablations", help="folder of spec files")
+    p.set_defaults(func=cmd_report)

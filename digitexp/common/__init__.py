@@ -1,0 +1,1 @@
+"""Small building blocks every layer shares: atomic file writes, progress display, figures."""

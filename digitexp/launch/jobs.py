@@ -1,0 +1,174 @@
+"""One job, the unit every launcher hands to the trainer: a plan to train in a new MLflow child
+run, or the continuation of an existing run from its last checkpoint.
+
+Launchers (:mod:`.local`, :mod:`.queue`) decide *which* jobs run *where*; this module does the
+part they share: the parent's and the child's tags, opening the child run, training it under a
+heartbeat, and ending it with an honest status (FINISHED, FAILED with the reason, KILLED).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from digitexp.config import config_hash, to_dict
+from digitexp.data import DataBundle
+from digitexp.engine import RunResult, fit, load_checkpoint
+from digitexp.engine.distributed import Distributed
+from digitexp.errors import DigitexpError, TrainingError
+from digitexp.launch.plans import RunOutcome, RunPlan
+from digitexp.spec import Spec
+from digitexp.tracking import Heartbeat, MlflowTracker, RunRecord, TrackingStore
+from digitexp.tracking import contract as names
+
+log = logging.getLogger("digitexp.launch")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A plan to train: new (``run`` is None) or the continuation of an existing run."""
+
+    plan: RunPlan
+    run: RunRecord | None = None
+
+
+def invocation_tags(spec: Spec, commit: str, **extra: str) -> dict[str, str]:
+    """The tags of a parent run (one ``run`` command, or one queue worker)."""
+    return {
+        names.TAG_SPEC: spec.name,
+        names.TAG_SPEC_PATH: str(spec.path),
+        names.TAG_PRESET: spec.preset or "none",
+        names.TAG_GIT: commit,
+        names.TAG_KIND: names.KIND_INVOCATION,
+        **extra,
+    }
+
+
+def invocation_name(spec: Spec, suffix: str = "") -> str:
+    return f"{spec.name}@{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
+
+
+def run_tags(plan: RunPlan, commit: str) -> dict[str, str]:
+    """The tags of a child run (one variant x seed)."""
+    return {
+        names.TAG_SPEC: plan.spec.name,
+        names.TAG_SPEC_PATH: str(plan.spec.path),
+        names.TAG_VARIANT: plan.variant,
+        names.TAG_SEED: str(plan.seed),
+        names.TAG_PRESET: plan.spec.preset or "none",
+        names.TAG_GIT: commit,
+        names.TAG_CONFIG_HASH: config_hash(plan.cfg),
+        names.TAG_DATA: plan.cfg.data.root,
+        names.TAG_KIND: names.KIND_TRAIN,
+    }
+
+
+def open_child(
+    job: Job, store: TrackingStore, experiment: str, parent_id: str, commit: str
+) -> MlflowTracker:
+    """The job's run, new or reopened; a new one gets spec.py and config.json at once (so
+    even a run killed while it sets up can be resumed)."""
+    if job.run is not None:
+        return store.reopen_run(job.run.run_id)
+    tracker = store.create_run(experiment, job.plan.name, run_tags(job.plan, commit), parent_id)
+    try:
+        tracker.log_text(job.plan.spec.source, names.SPEC_PY)
+        tracker.log_dict(to_dict(job.plan.cfg), names.CONFIG_JSON)
+    except BaseException:
+        store.end_run(tracker.run_id, "FAILED")
+        raise
+    return tracker
+
+
+def run_one(
+    job: Job,
+    tracker: MlflowTracker,
+    store: TrackingStore,
+    data: DataBundle,
+    progress: bool | None,
+    ctx: Distributed | None = None,
+) -> RunOutcome:
+    """Train the job in its run and end the run: FINISHED, FAILED on a non-finite loss (the
+    outcome says why; other runs go on), KILLED on Ctrl-C/SIGTERM (re-raised), FAILED with
+    the reason on any other error (re-raised)."""
+    plan = job.plan
+    start = time.perf_counter()
+    resumed_from: int | None = None
+
+    def outcome(status: str, result: RunResult | None, error: str | None) -> RunOutcome:
+        minutes = (time.perf_counter() - start) / 60
+        return RunOutcome(plan, tracker.run_id, status, result, error, minutes, resumed_from)
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="digitexp-run-") as tmp:
+            workdir = Path(tmp)
+            state = None
+            if job.run is not None:
+                state = restore_checkpoints(store, tracker, job.run, workdir)
+                resumed_from = int(state["epoch"]) if state else 0
+                log.info("resume %s (%s) after epoch %d", plan.name, tracker.run_id, resumed_from)
+            else:
+                log.info("run %s (%s)", plan.name, tracker.run_id)
+            with Heartbeat(store, tracker.run_id), store.system_metrics(tracker.run_id):
+                result = fit(
+                    plan.cfg,
+                    tracker,
+                    data=data,
+                    workdir=workdir,
+                    progress=progress,
+                    resume=state,
+                    ctx=ctx,
+                )
+    except TrainingError as exc:
+        end_with_error(store, tracker, "FAILED", str(exc))
+        log.error("%s failed: %s", plan.name, exc)
+        return outcome("FAILED", None, str(exc))
+    except KeyboardInterrupt:
+        end_with_error(store, tracker, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
+        raise
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, DigitexpError) else f"{type(exc).__name__}: {exc}"
+        end_with_error(store, tracker, "FAILED", message)
+        raise
+    store.end_run(tracker.run_id, "FINISHED")
+    return outcome("FINISHED", result, None)
+
+
+def end_with_error(store: TrackingStore, tracker: MlflowTracker, status: Any, reason: str) -> None:
+    """Record why the run stops, then end it with ``status`` (even if the tag cannot be set)."""
+    try:
+        tracker.set_tags({names.TAG_ERROR: reason[:5000]})
+    finally:
+        store.end_run(tracker.run_id, status)
+
+
+def restore_checkpoints(
+    store: TrackingStore, tracker: MlflowTracker, run: RunRecord, workdir: Path
+) -> dict[str, Any] | None:
+    """Download the run's checkpoints into ``workdir``; log the epochs the last checkpoint
+    holds but the store lacks (a kill between the two); the checkpoint state, or None when
+    the run never finished an epoch."""
+    listed = store.list_artifacts(run.run_id, names.CHECKPOINTS)
+    for artifact in (names.BEST_CHECKPOINT, names.LAST_CHECKPOINT):
+        if artifact in listed:
+            store.copy_artifact(run.run_id, artifact, workdir / artifact)
+    last = workdir / names.LAST_CHECKPOINT
+    if not last.exists():
+        return None
+    state = load_checkpoint(last)
+    if int(state["early_stop"]["best_epoch"]) == int(state["epoch"]):
+        # last.pt is also the best epoch; a best.pt uploaded later (the epoch after, killed
+        # before its last.pt) must not win over it
+        shutil.copyfile(last, workdir / names.BEST_CHECKPOINT)
+    history = store.metric_histories([run.run_id], [names.TRAIN_LOSS])[run.run_id]
+    logged = {step for step, _ in history.get(names.TRAIN_LOSS, [])}
+    epochs: dict[str, list[float]] = state.get("history", {})
+    for epoch in range(1, int(state["epoch"]) + 1):
+        if epoch not in logged:
+            tracker.log_metrics({k: v[epoch - 1] for k, v in epochs.items()}, step=epoch)
+    return state

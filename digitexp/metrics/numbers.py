@@ -1,0 +1,53 @@
+"""The house-number rule (the report's Task 2): one place that reads a number from digits.
+
+Per image: detections with score > ``eval.score_thresh``, optionally a class-agnostic NMS,
+sorted by box x_min, the digits (category_id - 1) joined and read as an integer (leading zeros
+drop); no detection reads -1. Ground truth is read with the same rule from the annotated boxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torchvision.ops import nms
+
+from digitexp.config import EvalConfig
+from digitexp.data import Split
+from digitexp.data.categories import digit_of
+from digitexp.metrics.detections import Detections
+
+NO_NUMBER = -1
+
+
+def read_number(boxes: np.ndarray, labels: np.ndarray) -> int:
+    """Digits sorted by box x_min, joined, read as an integer; no box gives -1."""
+    if len(labels) == 0:
+        return NO_NUMBER
+    order = np.argsort(boxes[:, 0], kind="stable")
+    digits = "".join(str(digit_of(int(labels[i]))) for i in order)
+    return int(digits)
+
+
+def predicted_number(det: Detections, cfg: EvalConfig) -> int:
+    """Task-2 reading of one image: score > threshold, optional class-agnostic NMS, join."""
+    keep = det.scores > cfg.score_thresh
+    boxes, scores, labels = det.boxes[keep], det.scores[keep], det.labels[keep]
+    if cfg.agnostic_nms and len(scores) > 1:
+        idx = nms(torch.from_numpy(boxes), torch.from_numpy(scores), cfg.agnostic_nms_iou)
+        idx_np = idx.numpy()
+        boxes, labels = boxes[idx_np], labels[idx_np]
+    return read_number(boxes, labels)
+
+
+def number_accuracy(split: Split, detections: Mapping[int, Detections], cfg: EvalConfig) -> float:
+    """The report's Task 2: share of images whose whole number is read correctly."""
+    if not split.images:
+        return 0.0
+    correct = 0
+    for record in split.images:
+        det = detections.get(record.id) or Detections.empty(record.id)
+        truth = read_number(split.boxes[record.id], split.labels[record.id])
+        correct += int(predicted_number(det, cfg) == truth)
+    return correct / len(split.images)

@@ -1,0 +1,43 @@
+"""The embedded sqlite store: one process creates the schema under a file lock, write-ahead
+logging lets readers and the writer proceed together, and a locked database is retried."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger("digitexp.tracking")
+
+LOCK_RETRY_SECONDS = 60.0
+
+
+def is_locked(message: str) -> bool:
+    return "database is locked" in message or "database table is locked" in message
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (POSIX); a no-op where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def enable_wal(db: Path) -> None:
+    """Write-ahead logging: readers and the writer of a sqlite store stop blocking each other."""
+    try:
+        with sqlite3.connect(db, timeout=30) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        log.debug("could not turn on WAL for %s: %s", db, exc)
