@@ -7,7 +7,7 @@ EXTRAS := dev,svhn,fast,queue
 DATA ?= data/synth
 DEMO_SPEC ?= ablations/anchors.py
 
-.PHONY: install demo test report ui lint format bench data clean-store
+.PHONY: install demo test test-fast report ui lint format bench data clean-store
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ demo: install data
 
 test: install
 	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 report: install
 	$(BIN)/python -m digitexp report
