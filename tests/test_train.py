@@ -280,3 +280,37 @@ def test_predict_writes_the_submission_files(smoke_run: dict, synth_root: Path) 
     assert json.loads((out / "pred.json").read_text()) == json.loads(
         (logged / "pred.json").read_text()
     )
+
+
+def test_hooks_run_after_each_logged_epoch_and_at_the_end(synth_root: Path, tmp_path: Path) -> None:
+    from digitexp.engine import RunHook, fit
+    from digitexp.tracking import NullTracker
+
+    class Recorder(RunHook):
+        def __init__(self) -> None:
+            self.calls: list[tuple] = []
+
+        def epoch_end(self, trainer, epoch, metrics) -> None:
+            logged = {step for step, _ in tracker.metrics[contract.VAL_MAP]}
+            self.calls.append(("epoch", epoch, epoch in logged, "val_map" in metrics))
+
+        def run_end(self, trainer, result, val) -> None:
+            self.calls.append(
+                ("end", result.epochs, len(val), contract.BEST_VAL_MAP in tracker.metrics)
+            )
+
+    class Stop(RunHook):
+        def epoch_end(self, trainer, epoch, metrics) -> None:
+            raise RuntimeError("pruned")
+
+    cfg = apply_overrides(seed_config(), {**presets.SMOKE, "data.root": str(synth_root)})
+    tracker = NullTracker()
+    recorder = Recorder()
+    fit(cfg, tracker, workdir=tmp_path / "a", progress=False, hooks=[recorder])
+    epochs = cfg.train.epochs
+    assert recorder.calls == [("epoch", e, True, True) for e in range(1, epochs + 1)] + [
+        ("end", epochs, cfg.data.valid_limit, True)
+    ]
+    with pytest.raises(RuntimeError, match="pruned"):
+        fit(cfg, NullTracker(), workdir=tmp_path / "b", progress=False, hooks=[Stop()])
+    assert (tmp_path / "b" / contract.LAST_CHECKPOINT).is_file()  # the epoch was kept

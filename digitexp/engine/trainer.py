@@ -13,7 +13,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +44,7 @@ from digitexp.engine.checkpoints import (
     set_rng_state,
 )
 from digitexp.engine.distributed import Distributed
+from digitexp.engine.hooks import RunHook
 from digitexp.engine.inference import infer
 from digitexp.engine.optim import build_optimizer, effective_lr, lr_factor
 from digitexp.engine.runtime import (
@@ -401,10 +402,12 @@ def fit(
     progress: bool | None = None,
     resume: dict[str, Any] | None = None,
     ctx: Distributed | None = None,
+    hooks: Sequence[RunHook] = (),
 ) -> RunResult:
     """Train, validate every epoch, log to ``tracker``, predict valid/test with the best weights.
 
-    ``resume`` is a checkpoint dict (:func:`load_checkpoint`) to continue from. Raises
+    ``resume`` is a checkpoint dict (:func:`load_checkpoint`) to continue from; ``hooks`` run
+    at the end of every epoch and of the run (:mod:`digitexp.engine.hooks`). Raises
     TrainingError on a non-finite loss; KeyboardInterrupt passes through. Either way the last
     good checkpoint stays logged.
     """
@@ -412,7 +415,7 @@ def fit(
     data = data if data is not None else load_data(cfg.data)
     with _workdir(workdir) as wd:
         trainer = Trainer(cfg, data, wd, tracker=tracker, progress=progress, ctx=ctx)
-        return _fit(trainer, resume)
+        return _fit(trainer, resume, hooks)
 
 
 @contextmanager
@@ -425,7 +428,7 @@ def _workdir(workdir: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def _fit(trainer: Trainer, resume: dict[str, Any] | None) -> RunResult:
+def _fit(trainer: Trainer, resume: dict[str, Any] | None, hooks: Sequence[RunHook]) -> RunResult:
     start = time.perf_counter()
     cfg, tracker = trainer.cfg, trainer.tracker
     world = trainer.ctx.world_size if trainer.ctx else 1
@@ -478,6 +481,8 @@ def _fit(trainer: Trainer, resume: dict[str, Any] | None) -> RunResult:
                 tracker.log_artifact(trainer.save("best.pt"), names.CHECKPOINTS)
             tracker.log_metrics(metrics, step=epoch)
             tracker.set_tags({names.TAG_EPOCH: str(epoch)})
+            for hook in hooks:
+                hook.epoch_end(trainer, epoch, metrics)
         log.info(
             "epoch %d/%d: loss %.4f, val mAP %.4f, Task-2 %.4f, %.1f s",
             epoch,
@@ -487,10 +492,12 @@ def _fit(trainer: Trainer, resume: dict[str, Any] | None) -> RunResult:
             val["number_acc"],
             metrics[names.EPOCH_SECONDS],
         )
-    return _finish(trainer, time.perf_counter() - start, stopped_early)
+    return _finish(trainer, time.perf_counter() - start, stopped_early, hooks)
 
 
-def _finish(trainer: Trainer, seconds: float, stopped_early: bool) -> RunResult:
+def _finish(
+    trainer: Trainer, seconds: float, stopped_early: bool, hooks: Sequence[RunHook]
+) -> RunResult:
     """Load the best weights once; predictions on valid and test; summary metrics.
 
     With DDP only rank 0 (which holds the checkpoints) does this; the others return the
@@ -537,4 +544,7 @@ def _finish(trainer: Trainer, seconds: float, stopped_early: bool) -> RunResult:
     if test_metrics is not None:
         summary.update({names.test_metric(k): v for k, v in test_metrics.items()})
     tracker.log_metrics(summary)
-    return replace(result, val=val, test=test_metrics)
+    result = replace(result, val=val, test=test_metrics)
+    for hook in hooks:
+        hook.run_end(trainer, result, val_dets)
+    return result

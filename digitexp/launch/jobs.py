@@ -12,13 +12,14 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from digitexp.config import config_hash, to_dict
 from digitexp.data import DataBundle
-from digitexp.engine import RunResult, fit, load_checkpoint
+from digitexp.engine import RunHook, RunResult, fit, load_checkpoint
 from digitexp.engine.distributed import Distributed
 from digitexp.errors import DigitexpError, TrainingError
 from digitexp.launch.plans import RunOutcome, RunPlan
@@ -27,6 +28,11 @@ from digitexp.tracking import Heartbeat, MlflowTracker, RunRecord, TrackingStore
 from digitexp.tracking import contract as names
 
 log = logging.getLogger("digitexp.launch")
+
+
+def run_hooks() -> list[RunHook]:
+    """The hooks every launched run gets (:mod:`digitexp.engine.hooks`)."""
+    return []
 
 
 @dataclass(frozen=True)
@@ -92,10 +98,11 @@ def run_one(
     data: DataBundle,
     progress: bool | None,
     ctx: Distributed | None = None,
+    hooks: Sequence[RunHook] | None = None,
 ) -> RunOutcome:
     """Train the job in its run and end the run: FINISHED, FAILED on a non-finite loss (the
     outcome says why; other runs go on), KILLED on Ctrl-C/SIGTERM (re-raised), FAILED with
-    the reason on any other error (re-raised)."""
+    the reason on any other error (re-raised). ``hooks``: :func:`run_hooks` by default."""
     plan = job.plan
     start = time.perf_counter()
     resumed_from: int | None = None
@@ -123,6 +130,7 @@ def run_one(
                     progress=progress,
                     resume=state,
                     ctx=ctx,
+                    hooks=run_hooks() if hooks is None else hooks,
                 )
     except TrainingError as exc:
         end_with_error(store, tracker, "FAILED", str(exc))
