@@ -1,0 +1,1 @@
+"""Insight: is a difference between variants real, and why does a variant win?"""

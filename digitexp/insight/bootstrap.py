@@ -1,0 +1,362 @@
+"""Paired bootstrap over validation images: could a difference between two variants be noise?
+
+A resample draws the split's images with replacement (``resample_counts``: how many times
+each image is drawn); both variants are scored on the *same* resamples, so the spread of
+the difference reflects which images happen to be validated on, and nothing else.
+
+:class:`ResampleScorer` scores one run's detections on many resamples without building them.
+Scoring a resample equals pycocotools on the resample materialized: every drawn copy of an
+image becomes an image of its own, numbered in ascending original id (the copies of one image
+consecutively), with that image's detections and ground truth. Reusing the precomputed
+matching of :class:`digitexp.metrics.CandidatePool` (per image and category, which
+detection is a true positive at each IoU threshold does not depend on the resample), a
+resample only changes how often each detection and each ground truth box counts:
+
+- per category, pycocotools sorts the detections of all images by score (a stable sort over
+  images in id order), so a detection drawn m times appears as m consecutive copies, and the
+  precision at its copies rises from the first to the last: the last copy carries the
+  running counts (true positives K, detections W, both weighted by m) that the 101-point
+  interpolated precision needs;
+- detections of one image and category with the *same* score and different outcomes are the
+  exception: the materialized copies interleave them (d1 d2 d1 d2, not d1 d1 d2 d2), so such
+  tie groups are expanded copy by copy (rare: exact score ties inside one image);
+- the number of ground truth boxes per category is the weighted count; Task-2 accuracy is the
+  weighted share of images read right (:mod:`digitexp.metrics.numbers`).
+
+The tests check equality with pycocotools on materialized resamples, ties included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from digitexp.config import EvalConfig
+from digitexp.data import Split
+from digitexp.metrics import CandidatePool, Detections, PoolDetections
+from digitexp.metrics.numbers import predicted_number, read_number
+from digitexp.metrics.pool import IOU_THRS, REC_THRS
+
+DEFAULT_RESAMPLES = 1000
+DEFAULT_SEED = 0
+CONFIDENCE = 0.95
+NUM_DIGITS = 10
+_BIG = 1 << 40  # separates the rows of the flattened true-positive table in one sorted key
+
+
+def resample_counts(num_images: int, resamples: int, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """(resamples, num_images) int32: how many times each image is drawn in each resample
+    (num_images draws with replacement). The same seed and size give the same resamples, so
+    every run scored on the same images is scored on the same resamples (paired)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, num_images, size=(resamples, num_images))
+    counts = np.zeros((resamples, num_images), dtype=np.int32)
+    rows = np.repeat(np.arange(resamples), num_images)
+    np.add.at(counts, (rows, draws.ravel()), 1)
+    return counts
+
+
+def pool_detections(
+    image_ids: Sequence[int], detections: Mapping[int, Detections]
+) -> PoolDetections:
+    """One split's detections as a candidate pool: image-major in ``image_ids`` order, inside
+    an image in pycocotools' order (a stable sort by descending score)."""
+    image, boxes, scores, labels = [], [], [], []
+    for index, image_id in enumerate(image_ids):
+        det = detections.get(image_id)
+        if det is None or len(det.scores) == 0:
+            continue
+        order = np.argsort(-det.scores.astype(np.float64), kind="stable")
+        image.append(np.full(len(order), index, dtype=np.int64))
+        boxes.append(det.boxes[order].astype(np.float64))
+        scores.append(det.scores[order].astype(np.float64))
+        labels.append(det.labels[order].astype(np.int64))
+    if not image:
+        return PoolDetections(
+            np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
+        )
+    return PoolDetections(
+        np.concatenate(image), np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
+    )
+
+
+@dataclass(frozen=True)
+class ResampleScores:
+    """One run's metrics on each resample (and on the split itself)."""
+
+    map: np.ndarray  # (B,)
+    number_acc: np.ndarray  # (B,)
+
+
+class ResampleScorer:
+    """COCO mAP (and AP per digit) and Task-2 accuracy of one run's detections on any
+    resample of its split, given as per-image draw counts."""
+
+    def __init__(self, split: Split, detections: Mapping[int, Detections], cfg: EvalConfig) -> None:
+        self.image_ids = np.array(sorted(r.id for r in split.images), dtype=np.int64)
+        self.num_images = len(self.image_ids)
+        dets = pool_detections(self.image_ids.tolist(), detections)
+        pool = CandidatePool(split, self.image_ids.tolist(), dets)
+        # ground truth boxes per image and digit (npig of a resample = counts @ gt_counts)
+        self.gt_counts = np.zeros((self.num_images, NUM_DIGITS), dtype=np.int64)
+        for i, labels in enumerate(pool.gt_labels):
+            self.gt_counts[i] = np.bincount(labels - 1, minlength=NUM_DIGITS)[:NUM_DIGITS]
+        self.number_right = np.array(
+            [
+                predicted_number(
+                    detections.get(int(image_id)) or Detections.empty(int(image_id)), cfg
+                )
+                == read_number(pool.gt_boxes[i], pool.gt_labels[i])
+                for i, image_id in enumerate(self.image_ids)
+            ],
+            dtype=np.float64,
+        )
+        self._prepare(pool, dets)
+
+    # ----------------------------------------------------------------- set-up
+
+    def _prepare(self, pool: CandidatePool, dets: PoolDetections) -> None:
+        counted, sub, matched = pool.coco_matches(np.ones(pool.n, dtype=bool))
+        # the evaluated detections per category, in pycocotools' accumulation order
+        seq = pool.order_category[counted[pool.order_category]]
+        tp = np.zeros((len(IOU_THRS), pool.n), dtype=bool)
+        tp[:, sub] = matched
+        tp = tp[:, seq]
+        self.seq_image = dets.image[seq]
+        labels = dets.labels[seq]
+        self.category_start = np.searchsorted(labels, np.arange(1, NUM_DIGITS + 2))
+        self.seq_category = labels - 1
+        self.any_detection = len(seq) > 0
+        # tie groups: consecutive detections of one category and image with the same score;
+        # those whose outcomes differ at some threshold are expanded copy by copy
+        scores = dets.scores[seq]
+        new_group = (
+            np.r_[
+                True,
+                (labels[1:] != labels[:-1])
+                | (self.seq_image[1:] != self.seq_image[:-1])
+                | (scores[1:] != scores[:-1]),
+            ]
+            if len(seq)
+            else np.zeros(0, dtype=bool)
+        )
+        group = np.cumsum(new_group) - 1
+        group_start = np.flatnonzero(new_group)
+        group_size = np.diff(np.r_[group_start, len(seq)])
+        mixed_group = np.zeros(len(group_start), dtype=bool)
+        for t in range(len(IOU_THRS)):
+            tp_count = np.add.reduceat(tp[t].astype(np.int64), group_start) if len(seq) else []
+            mixed_group |= (np.asarray(tp_count) > 0) & (np.asarray(tp_count) < group_size)
+        self.mixed = mixed_group[group] if len(seq) else np.zeros(0, dtype=bool)
+        self.tp = tp
+        self.group = group
+        self.group_start = group_start
+        self.group_size = group_size
+        self._layouts: dict[int, _Layout] = {}
+
+    def _layout(self, max_count: int) -> _Layout:
+        """The padded table of true-positive atoms per (IoU threshold, digit) row."""
+        copies = max_count if self.mixed.any() else 1
+        if copies not in self._layouts:
+            self._layouts[copies] = _Layout.build(self, copies)
+        return self._layouts[copies]
+
+    # ----------------------------------------------------------------- scoring
+
+    def ap_per_digit(self, counts: np.ndarray | None = None) -> np.ndarray:
+        """(10,) AP of each digit on the resample ``counts`` (all ones: the split itself);
+        NaN for a digit without ground truth in it."""
+        counts = np.ones(self.num_images, np.int64) if counts is None else counts
+        return self._ap(
+            np.asarray(counts, dtype=np.int64), self._layout(int(counts.max(initial=1)))
+        )
+
+    def score(self, counts: np.ndarray) -> tuple[float, float]:
+        """(mAP, Task-2 accuracy) of the resample ``counts`` (per image, how often drawn)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        return self._map(counts, self._layout(int(counts.max(initial=1)))), self._number(counts)
+
+    def scores(self, counts: np.ndarray, progress: object | None = None) -> ResampleScores:
+        """Both metrics on each resample of ``counts`` (B, num_images)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        layout = self._layout(int(counts.max(initial=1)))
+        maps = np.empty(len(counts))
+        for b, row in enumerate(counts):
+            maps[b] = self._map(row, layout)
+            if progress is not None:
+                progress.update(1)  # type: ignore[attr-defined]
+        totals = counts.sum(axis=1)
+        numbers = np.where(totals > 0, counts @ self.number_right / np.maximum(totals, 1), 0.0)
+        return ResampleScores(maps, numbers)
+
+    def _number(self, counts: np.ndarray) -> float:
+        total = int(counts.sum())
+        return float(counts @ self.number_right) / total if total else 0.0
+
+    def _map(self, counts: np.ndarray, layout: _Layout) -> float:
+        ap = self._ap(counts, layout)
+        valid = ~np.isnan(ap)
+        if not valid.any() or not self._any_counted(counts):
+            return 0.0
+        return float(np.mean(ap[valid]))
+
+    def _any_counted(self, counts: np.ndarray) -> bool:
+        return self.any_detection and bool(counts[self.seq_image].any())
+
+    def _ap(self, counts: np.ndarray, layout: _Layout) -> np.ndarray:
+        npig = counts @ self.gt_counts  # (10,)
+        if not self._any_counted(counts):
+            return np.where(npig > 0, 0.0, np.nan)
+        # weighted detections before each one (W) inside its category
+        w = counts[self.seq_image]
+        w_incl = np.cumsum(w)
+        base = np.r_[0, w_incl][self.category_start[:-1]]
+        w_incl = w_incl - base[self.seq_category]
+        w_excl = w_incl - w
+        weights = np.append(counts, 0)  # the padding atoms point at a last image drawn 0 times
+        inc = weights[layout.image]
+        if layout.mixed_pos.size:
+            m = counts[layout.mixed_image]
+            inc.flat[layout.mixed_pos] = layout.mixed_copy < m
+        k = np.cumsum(inc, axis=1)
+        n = np.append(w_incl, 0)[layout.seq]
+        if layout.mixed_pos.size:
+            n.flat[layout.mixed_pos] = w_excl[layout.mixed_first] + np.where(
+                layout.mixed_copy < m,
+                layout.mixed_copy * layout.mixed_size + layout.mixed_offset + 1,
+                m * layout.mixed_size,
+            )
+        # pycocotools' float operations: tp / (fp + tp + eps), then the running maximum from
+        # the end (the interpolated precision); the padding reads 0
+        tps = k.astype(np.float64)
+        fps = (n - k).astype(np.float64)
+        precision = np.where(layout.pad, 0.0, tps / (fps + tps + np.spacing(1)))
+        precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+        # for each recall threshold, the first atom whose true-positive count reaches it
+        needed = _first_count_reaching(npig)  # (10, 101)
+        key = np.where(layout.pad, _BIG - 1, k) + layout.row_offset
+        queries = needed[layout.row_digit] + layout.row_offset
+        at = np.searchsorted(key.ravel(), queries.ravel()).reshape(queries.shape)
+        q = precision.ravel()[at]  # (rows, 101)
+        per_row = q.mean(axis=1).reshape(len(IOU_THRS), NUM_DIGITS)
+        ap = per_row.mean(axis=0)
+        return np.where(npig > 0, ap, np.nan)
+
+
+def _first_count_reaching(npig: np.ndarray) -> np.ndarray:
+    """(10, 101): per digit, the smallest true-positive count K with K / npig >= r for each
+    recall threshold r, in pycocotools' float division (``rc = tp / npig``)."""
+    n = np.maximum(npig, 1).astype(np.float64)[:, None]
+    r = REC_THRS[None, :]
+    k = np.ceil(r * n)
+    k = np.where((k >= 1) & ((k - 1) / n >= r), k - 1, k)
+    k = np.where(k / n < r, k + 1, k)
+    return k.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Per row (IoU threshold t, digit d): the true-positive atoms in accumulation order,
+    padded to one width (at least one padding atom per row)."""
+
+    seq: np.ndarray  # (rows, L) index into the detection sequence (len(seq) = padding)
+    image: np.ndarray  # (rows, L) image index (num_images = padding, drawn 0 times)
+    pad: np.ndarray  # (rows, L) bool
+    row_digit: np.ndarray  # (rows,) digit of each row
+    row_offset: np.ndarray  # (rows, 1) int64
+    mixed_pos: np.ndarray  # flat positions of expanded tie-group atoms
+    mixed_image: np.ndarray
+    mixed_first: np.ndarray  # sequence index of the group's first detection
+    mixed_size: np.ndarray
+    mixed_offset: np.ndarray  # offset of the atom's detection inside its group
+    mixed_copy: np.ndarray  # which copy of the group
+
+    @classmethod
+    def build(cls, scorer: ResampleScorer, copies: int) -> _Layout:
+        # atoms of a row, sorted by (position in the sequence, copy, offset in the group): a
+        # plain atom is (s, 0, 0), an expanded group's atoms share the group's first position
+        rows: list[np.ndarray] = []  # (atoms, 4): position, copy (-1 plain), offset, seq index
+        for t in range(len(IOU_THRS)):
+            for d in range(NUM_DIGITS):
+                start, end = scorer.category_start[d], scorer.category_start[d + 1]
+                hits = start + np.flatnonzero(scorer.tp[t, start:end])
+                mixed = scorer.mixed[hits]
+                plain = hits[~mixed]
+                parts = [np.stack([plain, np.full_like(plain, -1), 0 * plain, plain], axis=1)]
+                expanded = hits[mixed]
+                if expanded.size:
+                    first = scorer.group_start[scorer.group[expanded]]
+                    for c in range(copies):
+                        parts.append(
+                            np.stack(
+                                [first, np.full_like(first, c), expanded - first, expanded], axis=1
+                            )
+                        )
+                atoms = np.concatenate(parts)
+                atoms = atoms[np.lexsort((atoms[:, 2], atoms[:, 1], atoms[:, 0]))]
+                rows.append(atoms)
+        width = max(len(a) for a in rows) + 1
+        pad_seq = len(scorer.seq_image)
+        seq = np.full((len(rows), width), pad_seq, dtype=np.int64)
+        copy = np.full((len(rows), width), -1, dtype=np.int64)
+        offset = np.zeros((len(rows), width), dtype=np.int64)
+        for r, atoms in enumerate(rows):
+            seq[r, : len(atoms)] = atoms[:, 3]
+            copy[r, : len(atoms)] = atoms[:, 1]
+            offset[r, : len(atoms)] = atoms[:, 2]
+        pad = seq == pad_seq
+        image = np.append(scorer.seq_image, scorer.num_images)[seq]
+        mixed_pos = np.flatnonzero(copy.ravel() >= 0)
+        mixed_group = scorer.group[seq.ravel()[mixed_pos]]
+        return cls(
+            seq=seq,
+            image=image,
+            pad=pad,
+            row_digit=np.tile(np.arange(NUM_DIGITS), len(IOU_THRS)),
+            row_offset=(np.arange(len(rows), dtype=np.int64) * _BIG)[:, None],
+            mixed_pos=mixed_pos,
+            mixed_image=image.ravel()[mixed_pos],
+            mixed_first=scorer.group_start[mixed_group],
+            mixed_size=scorer.group_size[mixed_group],
+            mixed_offset=offset.ravel()[mixed_pos],
+            mixed_copy=copy.ravel()[mixed_pos],
+        )
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+@dataclass(frozen=True)
+class DeltaInterval:
+    """b - a: the difference on the split itself, the percentile interval of the resampled
+    differences, and the share of resamples where b beats a."""
+
+    delta: float
+    low: float
+    high: float
+    p_positive: float
+    resamples: int
+
+    @property
+    def distinguishable(self) -> bool:
+        """The interval excludes 0."""
+        return self.low > 0 or self.high < 0
+
+
+def delta_interval(
+    observed: float, a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE
+) -> DeltaInterval:
+    """``observed`` = b - a on the split; ``a``, ``b`` the two runs' values on the same
+    resamples."""
+    diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(diff, [tail, 1 - tail]) if diff.size else (np.nan, np.nan)
+    return DeltaInterval(
+        delta=float(observed),
+        low=float(low),
+        high=float(high),
+        p_positive=float(np.mean(diff > 0)) if diff.size else float("nan"),
+        resamples=int(diff.size),
+    )
