@@ -32,7 +32,7 @@ from digitexp.config import EvalConfig  # noqa: E402
 from digitexp.data import ImageRecord, Split  # noqa: E402
 from digitexp.insight.bootstrap import (  # noqa: E402
     ResampleScorer,
-    delta_interval,
+    compare,
     resample_counts,
 )
 from digitexp.metrics import Detections, evaluate  # noqa: E402
@@ -110,9 +110,9 @@ def main() -> None:
     t = time.perf_counter()
     scores = [s.scores(counts) for s in scorers]
     seconds = time.perf_counter() - t
-    interval = delta_interval(
-        scores[1].map.mean() - scores[0].map.mean(), scores[0].map, scores[1].map
-    )
+    ones = np.ones(args.images, dtype=np.int64)
+    observed = [s.score(ones)[0] for s in scorers]
+    interval = compare([observed[0]], [observed[1]], [scores[0].map], [scores[1].map])
     worst = 0.0
     t = time.perf_counter()
     for b in range(args.check):

@@ -28,8 +28,10 @@ The tests check equality with pycocotools on materialized resamples, ties includ
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -98,32 +100,38 @@ class ResampleScorer:
         self.image_ids = np.array(sorted(r.id for r in split.images), dtype=np.int64)
         self.num_images = len(self.image_ids)
         dets = pool_detections(self.image_ids.tolist(), detections)
-        pool = CandidatePool(split, self.image_ids.tolist(), dets)
+        gt_boxes = [split.boxes[int(i)] for i in self.image_ids]
+        gt_labels = [split.labels[int(i)] for i in self.image_ids]
         # ground truth boxes per image and digit (npig of a resample = counts @ gt_counts)
         self.gt_counts = np.zeros((self.num_images, NUM_DIGITS), dtype=np.int64)
-        for i, labels in enumerate(pool.gt_labels):
+        for i, labels in enumerate(gt_labels):
             self.gt_counts[i] = np.bincount(labels - 1, minlength=NUM_DIGITS)[:NUM_DIGITS]
         self.number_right = np.array(
             [
                 predicted_number(
                     detections.get(int(image_id)) or Detections.empty(int(image_id)), cfg
                 )
-                == read_number(pool.gt_boxes[i], pool.gt_labels[i])
+                == read_number(gt_boxes[i], gt_labels[i])
                 for i, image_id in enumerate(self.image_ids)
             ],
             dtype=np.float64,
         )
-        self._prepare(pool, dets)
+        if len(dets.scores):
+            pool = CandidatePool(split, self.image_ids.tolist(), dets)
+            counted, sub, matched = pool.coco_matches(np.ones(pool.n, dtype=bool))
+            # the evaluated detections per category, in pycocotools' accumulation order
+            seq = pool.order_category[counted[pool.order_category]]
+            tp = np.zeros((len(IOU_THRS), pool.n), dtype=bool)
+            tp[:, sub] = matched
+            self._prepare(dets, seq, tp[:, seq])
+        else:
+            self._prepare(dets, np.zeros(0, np.int64), np.zeros((len(IOU_THRS), 0), bool))
 
     # ----------------------------------------------------------------- set-up
 
-    def _prepare(self, pool: CandidatePool, dets: PoolDetections) -> None:
-        counted, sub, matched = pool.coco_matches(np.ones(pool.n, dtype=bool))
-        # the evaluated detections per category, in pycocotools' accumulation order
-        seq = pool.order_category[counted[pool.order_category]]
-        tp = np.zeros((len(IOU_THRS), pool.n), dtype=bool)
-        tp[:, sub] = matched
-        tp = tp[:, seq]
+    def _prepare(self, dets: PoolDetections, seq: np.ndarray, tp: np.ndarray) -> None:
+        """``seq``: the evaluated detections per category in pycocotools' accumulation order;
+        ``tp`` (T, len(seq)): true positive at each IoU threshold."""
         self.seq_image = dets.image[seq]
         labels = dets.labels[seq]
         self.category_start = np.searchsorted(labels, np.arange(1, NUM_DIGITS + 2))
@@ -132,24 +140,21 @@ class ResampleScorer:
         # tie groups: consecutive detections of one category and image with the same score;
         # those whose outcomes differ at some threshold are expanded copy by copy
         scores = dets.scores[seq]
-        new_group = (
-            np.r_[
-                True,
-                (labels[1:] != labels[:-1])
-                | (self.seq_image[1:] != self.seq_image[:-1])
-                | (scores[1:] != scores[:-1]),
-            ]
-            if len(seq)
-            else np.zeros(0, dtype=bool)
+        new_group = np.ones(len(seq), dtype=bool)
+        new_group[1:] = (
+            (labels[1:] != labels[:-1])
+            | (self.seq_image[1:] != self.seq_image[:-1])
+            | (scores[1:] != scores[:-1])
         )
         group = np.cumsum(new_group) - 1
         group_start = np.flatnonzero(new_group)
         group_size = np.diff(np.r_[group_start, len(seq)])
         mixed_group = np.zeros(len(group_start), dtype=bool)
-        for t in range(len(IOU_THRS)):
-            tp_count = np.add.reduceat(tp[t].astype(np.int64), group_start) if len(seq) else []
-            mixed_group |= (np.asarray(tp_count) > 0) & (np.asarray(tp_count) < group_size)
-        self.mixed = mixed_group[group] if len(seq) else np.zeros(0, dtype=bool)
+        if len(seq):
+            for t in range(len(IOU_THRS)):
+                hits = np.add.reduceat(tp[t].astype(np.int64), group_start)
+                mixed_group |= (hits > 0) & (hits < group_size)
+        self.mixed = mixed_group[group]
         self.tp = tp
         self.group = group
         self.group_start = group_start
@@ -329,15 +334,35 @@ class _Layout:
 
 
 @dataclass(frozen=True)
-class DeltaInterval:
-    """b - a: the difference on the split itself, the percentile interval of the resampled
-    differences, and the share of resamples where b beats a."""
+class Comparison:
+    """b - a of one metric between two variants, each with one or more seeds.
+
+    ``delta`` is the difference of the seed means on the split. ``boot_low``/``boot_high``:
+    the percentile interval of that difference over the paired resamples (which validation
+    images: the only noise a single seed shows). With several seeds the training seed is a
+    second, independent source: the interval used (``low``/``high``) is then
+    delta ± z·√(SE_boot² + SE_seed²), SE_boot the standard deviation of the resampled
+    differences, SE_seed² = s_a²/n_a + s_b²/n_b from the seeds' values on the split (a side
+    with one seed borrows the other side's s²). With one seed each it is the percentile
+    interval itself.
+    """
 
     delta: float
     low: float
     high: float
-    p_positive: float
+    boot_low: float
+    boot_high: float
+    p_positive: float  # share of resamples where b beats a
     resamples: int
+    seeds_a: int
+    seeds_b: int
+    seed_std_a: float | None
+    seed_std_b: float | None
+
+    @property
+    def combined(self) -> bool:
+        """The interval adds the seed-to-seed spread."""
+        return max(self.seeds_a, self.seeds_b) > 1
 
     @property
     def distinguishable(self) -> bool:
@@ -345,18 +370,42 @@ class DeltaInterval:
         return self.low > 0 or self.high < 0
 
 
-def delta_interval(
-    observed: float, a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE
-) -> DeltaInterval:
-    """``observed`` = b - a on the split; ``a``, ``b`` the two runs' values on the same
-    resamples."""
-    diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+def compare(
+    observed_a: Sequence[float],
+    observed_b: Sequence[float],
+    resampled_a: Sequence[np.ndarray],
+    resampled_b: Sequence[np.ndarray],
+    confidence: float = CONFIDENCE,
+) -> Comparison:
+    """Variant b against variant a: per seed, a run's value on the split (``observed_*``) and
+    on each of the same resamples (``resampled_*``)."""
+    obs_a, obs_b = np.asarray(observed_a, np.float64), np.asarray(observed_b, np.float64)
+    diff = np.mean(np.asarray(resampled_b, np.float64), axis=0) - np.mean(
+        np.asarray(resampled_a, np.float64), axis=0
+    )
+    delta = float(obs_b.mean() - obs_a.mean())
     tail = (1 - confidence) / 2
-    low, high = np.quantile(diff, [tail, 1 - tail]) if diff.size else (np.nan, np.nan)
-    return DeltaInterval(
-        delta=float(observed),
-        low=float(low),
-        high=float(high),
-        p_positive=float(np.mean(diff > 0)) if diff.size else float("nan"),
-        resamples=int(diff.size),
+    boot_low, boot_high = (float(v) for v in np.quantile(diff, [tail, 1 - tail]))
+    std_a = float(np.std(obs_a, ddof=1)) if len(obs_a) > 1 else None
+    std_b = float(np.std(obs_b, ddof=1)) if len(obs_b) > 1 else None
+    low, high = boot_low, boot_high
+    if std_a is not None or std_b is not None:
+        var_a = (std_a if std_a is not None else std_b) ** 2  # type: ignore[operator]
+        var_b = (std_b if std_b is not None else std_a) ** 2  # type: ignore[operator]
+        se_seed2 = var_a / len(obs_a) + var_b / len(obs_b)
+        se_boot2 = float(np.var(diff, ddof=1)) if len(diff) > 1 else 0.0
+        half = NormalDist().inv_cdf(1 - tail) * math.sqrt(se_seed2 + se_boot2)
+        low, high = delta - half, delta + half
+    return Comparison(
+        delta=delta,
+        low=low,
+        high=high,
+        boot_low=boot_low,
+        boot_high=boot_high,
+        p_positive=float(np.mean(diff > 0)),
+        resamples=len(diff),
+        seeds_a=len(obs_a),
+        seeds_b=len(obs_b),
+        seed_std_a=std_a,
+        seed_std_b=std_b,
     )

@@ -19,12 +19,15 @@ low-quality match.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from digitexp.config import ModelConfig
-from digitexp.data import Split
+from digitexp.config import ExperimentConfig, ModelConfig
+from digitexp.data import Split, load_split
 from digitexp.model import FEATURE_MAPS, FEATURE_STRIDES, anchor_generator
 
 SIZE_DIVISIBLE = 32  # GeneralizedRCNNTransform.batch_images
@@ -167,3 +170,68 @@ def anchor_coverage(split: Split, cfg: ModelConfig) -> Coverage:
         sizes=np.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1),
         levels=levels,
     )
+
+
+COVERAGE_SPLITS = ("train", "valid")
+
+
+def coverage_split(
+    cfg: ExperimentConfig,
+    which: str = "train",
+    cache: MutableMapping[tuple[str, str, int, bool], Split] | None = None,
+) -> Split:
+    """The split of ``cfg`` whose boxes coverage counts: ``train`` (what the RPN learns
+    from) or ``valid``, with the config's image limit."""
+    d = cfg.data
+    name, limit = (
+        (d.train_split, d.train_limit) if which == "train" else (d.valid_split, d.valid_limit)
+    )
+    key = (d.root, name, limit, d.clip_boxes)
+    if cache is not None and key in cache:
+        return cache[key]
+    split = load_split(Path(d.root), name, clip_boxes=d.clip_boxes, limit=limit)
+    if cache is not None:
+        cache[key] = split
+    return split
+
+
+def variant_coverages(
+    configs: Mapping[str, ExperimentConfig],
+    which: str = "train",
+    cache: MutableMapping[tuple[str, str, int, bool], Split] | None = None,
+) -> dict[str, Coverage]:
+    """Anchor coverage of each variant's model on its own data (splits loaded once)."""
+    cache = {} if cache is None else cache
+    return {
+        name: anchor_coverage(coverage_split(cfg, which, cache), cfg.model)
+        for name, cfg in configs.items()
+    }
+
+
+def anchors_text(cfg: ModelConfig) -> str:
+    """``sizes 4 8 12 24 48, h/w 0.25 0.5 1, resize 512/1024``."""
+    sizes = " ".join(f"{s:g}" for s in cfg.anchor_sizes)
+    ratios = " ".join(f"{r:g}" for r in cfg.aspect_ratios)
+    return f"sizes {sizes}, h/w {ratios}, resize {cfg.min_size}/{cfg.max_size}"
+
+
+def coverage_frame(
+    coverages: Mapping[str, Coverage], configs: Mapping[str, ExperimentConfig]
+) -> pd.DataFrame:
+    """One row per variant: boxes, anchors, the shares reaching the RPN's thresholds, the
+    mean best IoU."""
+    rows = []
+    for name, cov in coverages.items():
+        rows.append(
+            {
+                "variant": name,
+                "boxes": cov.boxes,
+                "anchors": anchors_text(configs[name].model),
+                "share_fg": None if cov.share_fg is None else round(cov.share_fg, 6),
+                "share_bg": None if cov.share_bg is None else round(cov.share_bg, 6),
+                "mean_best_iou": None if cov.mean_iou is None else round(cov.mean_iou, 6),
+                "fg_thresh": cov.fg_thresh,
+                "bg_thresh": cov.bg_thresh,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -137,3 +137,12 @@ def worst_images(readings: Sequence[ImageReading], count: int) -> list[ImageRead
     """The ``count`` images read wrong with the most digit-level errors (then by image id)."""
     wrong = [r for r in readings if r.failure != "correct"]
     return sorted(wrong, key=lambda r: (-r.errors, r.image_id))[:count]
+
+
+def worst_title(count: int) -> str:
+    """``the 12 worst-read validation images`` (a figure's title)."""
+    return (
+        "the worst-read validation image"
+        if count == 1
+        else f"the {count} worst-read validation images"
+    )

@@ -13,7 +13,7 @@ import numpy as np
 from digitexp.common.plotting import pyplot
 from digitexp.data import Split
 from digitexp.data.categories import digit_of
-from digitexp.insight.analysis import COCO_SIZE_TITLES, RunAnalysis
+from digitexp.insight.analysis import RunAnalysis
 from digitexp.insight.confusion import COLUMNS, ROWS
 from digitexp.insight.coverage import Coverage
 from digitexp.insight.failures import FAILURE_CLASSES, FAILURE_TITLES, ImageReading
@@ -24,6 +24,11 @@ TRUTH_COLOR = "#00d5ff"
 RIGHT_COLOR = "#39ff14"
 WRONG_COLOR = "#ff2d2d"
 EXTRA_COLOR = "#ffa500"
+COCO_SIZE_LABELS = {
+    "small": "COCO S\narea < 32²",
+    "medium": "COCO M\n32²-96²",
+    "large": "COCO L\n> 96²",
+}
 
 
 def _bars(ax: Any, labels: Sequence[str], values: Sequence[float | None], color: str) -> None:
@@ -49,7 +54,7 @@ def ap_figure(analysis: RunAnalysis, title: str) -> Any:
     plt = pyplot()
     b = analysis.breakdown
     fig, (left, right) = plt.subplots(
-        1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [10, 7]}
+        1, 2, figsize=(14, 4.6), gridspec_kw={"width_ratios": [10, 8]}
     )
     _bars(
         left, [f"{d}\n(n={n})" for d, n in enumerate(b.gt_per_digit)], list(b.per_digit), "#4c72b0"
@@ -57,14 +62,14 @@ def ap_figure(analysis: RunAnalysis, title: str) -> Any:
     left.set_xlabel("digit (n = ground-truth boxes)")
     left.set_ylabel("AP (IoU 0.50:0.95)")
     left.set_title("AP per digit")
-    labels = [f"h {height_bin_label(k)}\n(n={b.gt_per_height[k]})" for k, _, _ in HEIGHT_BINS]
-    labels += [COCO_SIZE_TITLES[s].replace(" (", "\n(") for s in COCO_SIZES]
+    labels = [f"{height_bin_label(k)}\nn={b.gt_per_height[k]}" for k, _, _ in HEIGHT_BINS]
+    labels += [COCO_SIZE_LABELS[s] for s in COCO_SIZES]
     values = [b.heights[k] for k, _, _ in HEIGHT_BINS] + [b.coco_sizes[s] for s in COCO_SIZES]
     _bars(right, labels, values, "#55a868")
     for patch in right.patches[len(HEIGHT_BINS) :]:
         patch.set_color("#8172b2")
-    right.tick_params(axis="x", labelsize=7)
-    right.set_xlabel("ground-truth box height in the original image | COCO area ranges")
+    right.tick_params(axis="x", labelsize=8)
+    right.set_xlabel("true box height in the original image | COCO area ranges (px²)")
     right.set_ylabel("AP (IoU 0.50:0.95)")
     right.set_title("AP per box size")
     fig.suptitle(title, fontsize=10)
@@ -75,7 +80,7 @@ def ap_figure(analysis: RunAnalysis, title: str) -> Any:
 def confusion_figure(matrix: np.ndarray, title: str) -> Any:
     """Counts in each cell; colour = the share of each true digit (column) read as each row."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 7))
+    fig, ax = plt.subplots(figsize=(8.4, 7))
     totals = matrix.sum(axis=0, keepdims=True)
     share = np.where(totals > 0, matrix / np.maximum(totals, 1), 0.0)
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -87,44 +92,48 @@ def confusion_figure(matrix: np.ndarray, title: str) -> Any:
     ax.set_yticks(range(len(ROWS)), ROWS)
     ax.axhline(len(ROWS) - 1.5, color="grey", linewidth=0.8)
     ax.axvline(len(COLUMNS) - 1.5, color="grey", linewidth=0.8)
-    ax.set_xlabel("true digit   (spurious: a read box on no digit, or a second box on one)")
-    ax.set_ylabel("digit read   (missed: a true digit no read box matched)")
+    ax.set_xlabel("true digit (spurious: a read box on no digit, or a 2nd box on one)")
+    ax.set_ylabel("digit read (missed: a true digit not read)")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the column's boxes")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def failures_figure(counts: Mapping[str, Mapping[str, int]], title: str) -> Any:
-    """Share of images per Task-2 failure class; one bar per run or variant (the keys)."""
+def failures_figure(
+    shares: Mapping[str, Mapping[str, float]],
+    title: str,
+    counts: Mapping[str, Mapping[str, int]] | None = None,
+) -> Any:
+    """Share of images per Task-2 failure class; one bar per run or variant (the keys of
+    ``shares``), labelled with the image counts when given, else the percentage."""
     plt = pyplot()
-    names = list(counts)
-    fig, ax = plt.subplots(
-        figsize=(9, 1.2 + 0.45 * len(FAILURE_CLASSES) * max(1, len(names)) ** 0.5)
-    )
+    names = list(shares)
     height = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(10, 1.4 + len(FAILURE_CLASSES) * max(0.45, 0.22 * len(names))))
     positions = np.arange(len(FAILURE_CLASSES))
     for i, name in enumerate(names):
-        total = max(sum(counts[name].values()), 1)
-        shares = [counts[name][f] / total for f in FAILURE_CLASSES]
-        bars = ax.barh(positions + i * height, shares, height=height, label=name)
-        for bar, f in zip(bars, FAILURE_CLASSES, strict=True):
+        values = [shares[name].get(f, 0.0) for f in FAILURE_CLASSES]
+        bars = ax.barh(positions + i * height, values, height=height, label=name)
+        for bar, f, value in zip(bars, FAILURE_CLASSES, values, strict=True):
+            text = str(counts[name][f]) if counts is not None else f"{value:.0%}"
             ax.text(
                 bar.get_width() + 0.005,
                 bar.get_y() + bar.get_height() / 2,
-                str(counts[name][f]),
+                text,
                 va="center",
-                fontsize=7,
+                fontsize=8,
             )
     ax.set_yticks(
         positions + height * (len(names) - 1) / 2, [FAILURE_TITLES[f] for f in FAILURE_CLASSES]
     )
     ax.invert_yaxis()
     ax.set_xlim(0, 1.1)
-    ax.set_xlabel("share of validation images (numbers: images)")
+    what = "numbers: images" if counts is not None else "mean over seeds"
+    ax.set_xlabel(f"share of validation images ({what})")
     ax.grid(axis="x", alpha=0.3)
     if len(names) > 1:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="lower right", title="variant", title_fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -144,7 +153,10 @@ def gallery_figure(
     count = max(len(readings), 1)
     cols = min(cols, count)
     rows = math.ceil(count / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.1 * rows + 0.8), squeeze=False)
+    panel = 3.6 if cols > 2 else 5.0  # a few images get larger panels
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(panel * cols, panel * 0.86 * rows + 0.8), squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
     label_box = {"facecolor": "black", "alpha": 0.6, "pad": 1, "linewidth": 0}
@@ -152,7 +164,6 @@ def gallery_figure(
         record = records[reading.image_id]
         with Image.open(split.path(record)) as img:
             ax.imshow(img.convert("RGB"), interpolation="nearest")
-        size = max(7, min(11, 0.08 * record.height))
         for (x1, y1, x2, y2), label in zip(reading.gt_boxes, reading.gt_labels, strict=True):
             ax.add_patch(
                 patches.Rectangle(
@@ -170,7 +181,7 @@ def gallery_figure(
                 y2,
                 str(digit_of(int(label))),
                 color=TRUTH_COLOR,
-                fontsize=size,
+                fontsize=9,
                 va="top",
                 bbox=label_box,
             )
@@ -193,7 +204,7 @@ def gallery_figure(
                 y1,
                 str(digit_of(int(label))),
                 color=color,
-                fontsize=size,
+                fontsize=9,
                 va="bottom",
                 bbox=label_box,
             )
@@ -211,9 +222,11 @@ def gallery_figure(
         Line2D([], [], color=WRONG_COLOR, label="read as another digit"),
         Line2D([], [], color=EXTRA_COLOR, label="read on no digit / a second time"),
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, frameon=False)
+    fig.legend(
+        handles=handles, loc="lower center", ncol=2 if cols < 3 else 4, fontsize=9, frameon=False
+    )
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.5 / (3.1 * rows + 0.8), 1, 1))
+    fig.tight_layout(rect=(0, 0.5 / (panel * 0.86 * rows + 0.8), 1, 1))
     return fig
 
 
@@ -221,10 +234,20 @@ def coverage_figure(coverages: Mapping[str, Coverage], title: str) -> Any:
     """Per variant: ground-truth width x height after the resize (dots, coloured by the best
     anchor IoU) against the anchor shapes of each FPN level (markers)."""
     plt = pyplot()
+    from matplotlib.ticker import ScalarFormatter
+
     names = list(coverages)
     cols = min(2, max(len(names), 1))
     rows = math.ceil(max(len(names), 1) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 5.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(6.4 * cols + 1, 5.2 * rows + 0.4),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
+    )
     for ax in axes.flat[len(names) :]:
         ax.axis("off")
     markers = ("s", "D", "^", "v", "P", "X", "*")
@@ -239,8 +262,8 @@ def coverage_figure(coverages: Mapping[str, Coverage], title: str) -> Any:
                 cmap="viridis",
                 vmin=0,
                 vmax=1,
-                s=6,
-                alpha=0.6,
+                s=10,
+                alpha=0.7,
                 linewidths=0,
             )
         for i, level in enumerate(cov.levels):
@@ -256,6 +279,8 @@ def coverage_figure(coverages: Mapping[str, Coverage], title: str) -> Any:
             )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.set_xlabel("width after resize (px)")
         ax.set_ylabel("height after resize (px)")
         share = "–" if cov.share_fg is None else f"{cov.share_fg:.0%}"
@@ -268,12 +293,6 @@ def coverage_figure(coverages: Mapping[str, Coverage], title: str) -> Any:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="upper left", title="anchors", title_fontsize=7)
     if scatter is not None:
-        fig.colorbar(
-            scatter,
-            ax=axes.ravel().tolist(),
-            fraction=0.03,
-            pad=0.02,
-            label="best anchor IoU of the box",
-        )
+        fig.colorbar(scatter, ax=axes, shrink=0.6, label="best anchor IoU of the box")
     fig.suptitle(title, fontsize=10)
     return fig
