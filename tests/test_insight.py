@@ -575,3 +575,10 @@ def test_anchors_prints_and_writes_the_coverage(synth_root: Path, tmp_path: Path
         assert float(row["mean_best_iou"]) == pytest.approx(expected.mean_iou, abs=1e-6)
     with Image.open(tmp_path / "anchors_anchor_coverage.png") as img:
         assert img.format == "PNG"
+
+
+def test_a_negative_bootstrap_count_is_one_clear_line(planted: dict, tmp_path: Path, cli) -> None:
+    result = cli(
+        "report", "--out", tmp_path / "r", "--ablations", planted["ablations"], "--bootstrap", "-1"
+    )
+    assert_one_clear_line(result, "--bootstrap -1", ">= 0")

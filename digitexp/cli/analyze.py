@@ -9,8 +9,10 @@ from digitexp.cli.output import EXIT_OK, fmt, table
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from digitexp.insight.analysis import digit_frame, failure_frame, size_frame
+    from digitexp.insight.analysis import COCO_SIZE_TITLES
+    from digitexp.insight.failures import FAILURE_CLASSES, FAILURE_TITLES
     from digitexp.insight.runs import analyze_run
+    from digitexp.metrics.breakdown import COCO_SIZES, HEIGHT_BINS, height_bin_label
     from digitexp.tracking import TrackingStore
 
     predictions, analysis = analyze_run(
@@ -21,35 +23,24 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         log_to_run=not args.no_log,
     )
     run = predictions.run
+    b = analysis.breakdown
     print(f"{run.name} ({run.run_id}): {analysis.images} validation images")
-    digits = digit_frame(analysis)
-    print("\nAP per digit")
-    print(
-        table(
-            [[d, n, fmt(ap)] for d, n, ap in digits.itertuples(index=False)],
-            ["digit", "boxes", "AP"],
-        )
-    )
-    sizes = size_frame(analysis)
+    print("\nAP per digit (IoU 0.50:0.95)")
+    rows = [
+        [d, n, fmt(ap)] for d, (n, ap) in enumerate(zip(b.gt_per_digit, b.per_digit, strict=True))
+    ]
+    print(table(rows, ["digit", "boxes", "AP"]))
     print("\nAP per box size")
-    print(
-        table(
-            [[b, fmt(ap)] for b, ap in zip(sizes["bin"], sizes["ap"], strict=True)], ["size", "AP"]
-        )
-    )
-    failures = failure_frame(analysis)
-    print("\nTask-2 reading of each image")
-    print(
-        table(
-            [
-                [t, n, f"{s:.1%}"]
-                for t, n, s in zip(
-                    failures["title"], failures["images"], failures["share"], strict=True
-                )
-            ],
-            ["class", "images", "share"],
-        )
-    )
+    rows = [
+        [f"height {height_bin_label(k)}", b.gt_per_height[k], fmt(b.heights[k])]
+        for k, _, _ in HEIGHT_BINS
+    ]
+    rows += [[COCO_SIZE_TITLES[s], "", fmt(b.coco_sizes[s])] for s in COCO_SIZES]
+    print(table(rows, ["size", "boxes", "AP"]))
+    print("\nTask-2 reading of each image (the first class that applies)")
+    shares = analysis.failure_shares()
+    rows = [[FAILURE_TITLES[f], analysis.failures[f], f"{shares[f]:.1%}"] for f in FAILURE_CLASSES]
+    print(table(rows, ["class", "images", "share"]))
     if not args.no_log:
         print(f"\nlogged analysis/* metrics and artifacts to run {run.run_id}")
     return EXIT_OK

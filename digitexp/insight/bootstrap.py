@@ -35,6 +35,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from digitexp.common.progress import Progress
 from digitexp.config import EvalConfig
 from digitexp.data import Split
 from digitexp.metrics import CandidatePool, Detections, PoolDetections
@@ -54,10 +55,9 @@ def resample_counts(num_images: int, resamples: int, seed: int = DEFAULT_SEED) -
     every run scored on the same images is scored on the same resamples (paired)."""
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, num_images, size=(resamples, num_images))
-    counts = np.zeros((resamples, num_images), dtype=np.int32)
-    rows = np.repeat(np.arange(resamples), num_images)
-    np.add.at(counts, (rows, draws.ravel()), 1)
-    return counts
+    flat = (draws + np.arange(resamples)[:, None] * num_images).ravel()
+    counts = np.bincount(flat, minlength=resamples * num_images)
+    return counts.reshape(resamples, num_images).astype(np.int32)
 
 
 def pool_detections(
@@ -183,7 +183,7 @@ class ResampleScorer:
         counts = np.asarray(counts, dtype=np.int64)
         return self._map(counts, self._layout(int(counts.max(initial=1)))), self._number(counts)
 
-    def scores(self, counts: np.ndarray, progress: object | None = None) -> ResampleScores:
+    def scores(self, counts: np.ndarray, progress: Progress | None = None) -> ResampleScores:
         """Both metrics on each resample of ``counts`` (B, num_images)."""
         counts = np.asarray(counts, dtype=np.int64)
         layout = self._layout(int(counts.max(initial=1)))
@@ -191,7 +191,7 @@ class ResampleScorer:
         for b, row in enumerate(counts):
             maps[b] = self._map(row, layout)
             if progress is not None:
-                progress.update(1)  # type: ignore[attr-defined]
+                progress.update(1)
         totals = counts.sum(axis=1)
         numbers = np.where(totals > 0, counts @ self.number_right / np.maximum(totals, 1), 0.0)
         return ResampleScores(maps, numbers)

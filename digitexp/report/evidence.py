@@ -179,8 +179,10 @@ def gather_evidence(
             )
             evidence.runs[v] = [r for r in evidence.runs[v] if r.image_ids == ids[v]]
     first = next(iter(section.spec.variants))
+    if first not in evidence.runs and variants:
+        evidence.notes.append(f"`{first}` (the first variant) has no logged predictions here")
     if first in evidence.runs and resamples:
-        for v in variants[1:] if variants and variants[0] == first else variants:
+        for v in variants:
             if v == first:
                 continue
             found = _compare("vs first", evidence.runs[first], evidence.runs[v])
