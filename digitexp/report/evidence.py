@@ -170,41 +170,21 @@ def gather_evidence(
                 continue
             evidence.runs.setdefault(run.variant, []).append(found)
     variants = [v for v in section.spec.variants if v in evidence.runs]
-    ids = {v: evidence.runs[v][0].image_ids for v in variants}
-    for v in variants:
-        mismatched = {r.values.run.name for r in evidence.runs[v] if r.image_ids != ids[v]}
+    for v in variants:  # a variant's seeds must share their images to be averaged
+        ids = evidence.runs[v][0].image_ids
+        mismatched = {r.values.run.name for r in evidence.runs[v] if r.image_ids != ids}
         if mismatched:
             evidence.notes.append(
                 f"`{v}`: seeds validated on different images ({', '.join(sorted(mismatched))})"
             )
-            evidence.runs[v] = [r for r in evidence.runs[v] if r.image_ids == ids[v]]
-    first = next(iter(section.spec.variants))
-    if first not in evidence.runs and variants:
-        evidence.notes.append(f"`{first}` (the first variant) has no logged predictions here")
-    if first in evidence.runs and resamples:
-        for v in variants:
-            if v == first:
-                continue
-            found = _compare("vs first", evidence.runs[first], evidence.runs[v])
-            if found is None:
-                evidence.notes.append(f"`{v}` and `{first}` validated on different images")
-            else:
-                evidence.comparisons.append(found)
+            evidence.runs[v] = [r for r in evidence.runs[v] if r.image_ids == ids]
     ranked = sorted(
         variants,
         key=lambda v: statistics.fmean(r.observed[0] for r in evidence.runs[v]),
         reverse=True,
     )
-    if len(ranked) >= 2 and resamples:
-        pair = (ranked[1], ranked[0])
-        same = [i for i, c in enumerate(evidence.comparisons) if (c.a, c.b) == pair]
-        if same:  # already there as a comparison with the first variant
-            c = evidence.comparisons[same[0]]
-            evidence.comparisons[same[0]] = replace(c, label=f"{c.label}; best vs runner-up")
-        else:
-            found = _compare("best vs runner-up", evidence.runs[pair[0]], evidence.runs[pair[1]])
-            if found is not None:
-                evidence.comparisons.append(found)
+    if resamples:
+        _comparisons(section, evidence, variants, ranked)
     if ranked:
         best_run = max(evidence.runs[ranked[0]], key=lambda r: (r.observed[0], r.values.run.run_id))
         p = best_run.predictions
@@ -216,6 +196,34 @@ def gather_evidence(
     except (DigitexpError, OSError) as exc:
         evidence.notes.append(f"no anchor coverage: {exc}")
     return evidence
+
+
+def _comparisons(
+    section: Section, evidence: SpecEvidence, variants: list[str], ranked: list[str]
+) -> None:
+    """Each variant against the spec's first, and the best against the runner-up."""
+    first = next(iter(section.spec.variants))
+    if first not in evidence.runs and variants:
+        evidence.notes.append(f"`{first}` (the first variant) has no logged predictions here")
+    for v in variants if first in evidence.runs else []:
+        if v == first:
+            continue
+        found = _compare("vs first", evidence.runs[first], evidence.runs[v])
+        if found is None:
+            evidence.notes.append(f"`{v}` and `{first}` validated on different images")
+        else:
+            evidence.comparisons.append(found)
+    if len(ranked) < 2:
+        return
+    pair = (ranked[1], ranked[0])
+    same = [i for i, c in enumerate(evidence.comparisons) if (c.a, c.b) == pair]
+    if same:  # already there as a comparison with the first variant
+        c = evidence.comparisons[same[0]]
+        evidence.comparisons[same[0]] = replace(c, label=f"{c.label}; best vs runner-up")
+        return
+    found = _compare("best vs runner-up", evidence.runs[pair[0]], evidence.runs[pair[1]])
+    if found is not None:
+        evidence.comparisons.append(found)
 
 
 def bootstrap_deltas(section: Section, evidence: SpecEvidence) -> None:
