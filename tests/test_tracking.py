@@ -49,6 +49,16 @@ def test_the_documented_metrics_and_artifacts_are_the_contracts() -> None:
     ):
         assert f"`{artifact}`" in section, artifact
     assert "`candidates/{split}-cap{cap}.npz`" in section
+    for name in (*names.ANALYSIS_METRICS, *names.ANALYSIS_ARTIFACTS):
+        assert f"`{name}`" in section, name
+
+
+def test_the_analysis_metrics_are_the_analysis_values() -> None:
+    """Every value digitexp.insight logs has its name in the contract, and back."""
+    from digitexp.insight.analysis import value_keys
+
+    assert {names.analysis_metric(k) for k in value_keys()} == set(names.ANALYSIS_METRICS)
+    assert all(a.startswith(f"{names.ANALYSIS}/") for a in names.ANALYSIS_ARTIFACTS)
     assert names.candidates_artifact("valid", 300) == "candidates/valid-cap300.npz"
 
 

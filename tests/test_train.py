@@ -166,6 +166,19 @@ def test_artifacts_and_val_predictions_rescore_to_val_map(smoke_run: dict) -> No
         assert ids == sorted(ids) and len(ids) == 8
 
 
+def test_every_run_logs_its_error_analysis(smoke_run: dict) -> None:
+    """The analysis hook of every launched run: analysis/* metrics and artifacts."""
+    client = MlflowClient(smoke_run["uri"])
+    _, children = _children(client, "tiny")
+    for child in children:
+        logged = {k for k in child.data.metrics if k.startswith(f"{contract.ANALYSIS}/")}
+        task2 = {k for k in contract.ANALYSIS_METRICS if k.startswith("analysis/task2_")}
+        assert task2 <= logged <= set(contract.ANALYSIS_METRICS)
+        assert sum(child.data.metrics[k] for k in task2) == pytest.approx(1.0)
+        listed = {a.path for a in client.list_artifacts(child.info.run_id, contract.ANALYSIS)}
+        assert set(contract.ANALYSIS_ARTIFACTS) - {contract.ANALYSIS_WORST_FIGURE} <= listed
+
+
 def test_nan_loss_marks_the_run_failed(
     tmp_path: Path, synth_root: Path, empty_store_db: Path
 ) -> None:

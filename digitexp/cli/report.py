@@ -19,6 +19,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         ablations=Path(args.ablations),
         specs=args.spec,
         preset=args.preset,
+        resamples=args.bootstrap,
     )
     print(
         f"wrote {summary.out / 'README.md'}: {len(summary.specs)} spec(s), {summary.runs} run(s)"
@@ -33,4 +34,10 @@ def register(sub: Any) -> None:
     p.add_argument("--spec", action="append", help="only this spec (repeatable)")
     p.add_argument("--preset", help="only runs made with this preset")
     p.add_argument("--ablations", default="ablations", help="folder of spec files")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        metavar="B",
+        help="paired-bootstrap resamples of the validation images (default 1000; 0 = none)",
+    )
     p.set_defaults(func=cmd_report)

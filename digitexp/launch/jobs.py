@@ -22,6 +22,7 @@ from digitexp.data import DataBundle
 from digitexp.engine import RunHook, RunResult, fit, load_checkpoint
 from digitexp.engine.distributed import Distributed
 from digitexp.errors import DigitexpError, TrainingError
+from digitexp.insight.hook import AnalysisHook
 from digitexp.launch.plans import RunOutcome, RunPlan
 from digitexp.spec import Spec
 from digitexp.tracking import Heartbeat, MlflowTracker, RunRecord, TrackingStore
@@ -32,7 +33,7 @@ log = logging.getLogger("digitexp.launch")
 
 def run_hooks() -> list[RunHook]:
     """The hooks every launched run gets (:mod:`digitexp.engine.hooks`)."""
-    return []
+    return [AnalysisHook()]
 
 
 @dataclass(frozen=True)

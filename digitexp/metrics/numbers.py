@@ -30,15 +30,23 @@ def read_number(boxes: np.ndarray, labels: np.ndarray) -> int:
     return int(digits)
 
 
-def predicted_number(det: Detections, cfg: EvalConfig) -> int:
-    """Task-2 reading of one image: score > threshold, optional class-agnostic NMS, join."""
+def reading(det: Detections, cfg: EvalConfig) -> Detections:
+    """The detections the rule reads, in reading order: score > threshold, optional
+    class-agnostic NMS, sorted by box x_min (stable)."""
     keep = det.scores > cfg.score_thresh
     boxes, scores, labels = det.boxes[keep], det.scores[keep], det.labels[keep]
     if cfg.agnostic_nms and len(scores) > 1:
         idx = nms(torch.from_numpy(boxes), torch.from_numpy(scores), cfg.agnostic_nms_iou)
         idx_np = idx.numpy()
-        boxes, labels = boxes[idx_np], labels[idx_np]
-    return read_number(boxes, labels)
+        boxes, scores, labels = boxes[idx_np], scores[idx_np], labels[idx_np]
+    order = np.argsort(boxes[:, 0], kind="stable")
+    return Detections(det.image_id, boxes[order], scores[order], labels[order])
+
+
+def predicted_number(det: Detections, cfg: EvalConfig) -> int:
+    """Task-2 reading of one image: score > threshold, optional class-agnostic NMS, join."""
+    read = reading(det, cfg)
+    return read_number(read.boxes, read.labels)
 
 
 def number_accuracy(split: Split, detections: Mapping[int, Detections], cfg: EvalConfig) -> float:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 from digitexp.common import files
 from digitexp.errors import DigitexpError
+from digitexp.insight.bootstrap import DEFAULT_RESAMPLES
+from digitexp.report.evidence import SpecEvidence, bootstrap_deltas, gather_evidence
 from digitexp.report.figures import curves_figure, examples_figure
+from digitexp.report.insight import insight_markdown
 from digitexp.report.searches import search_section
 from digitexp.report.selection import HISTORY_KEYS, select_runs
 from digitexp.report.statistics import Section, build_section, final_spread
@@ -68,9 +71,13 @@ def generate(
     specs: Sequence[str] | None = None,
     preset: str | None = None,
     extra_sections: Sequence[str] = (),
+    resamples: int | None = None,
 ) -> ReportSummary:
     """Write reports/README.md, tables/SPEC.{csv,md} and figures/SPEC_{curves,examples}.png."""
     start = time.perf_counter()
+    resamples = DEFAULT_RESAMPLES if resamples is None else resamples
+    if resamples < 0:
+        raise ReportError(f"--bootstrap {resamples}: must be >= 0 (0 = no intervals)")
     every_spec = load_specs(ablations)
     loaded = chosen_specs(every_spec, specs, ablations)
     (out / "tables").mkdir(parents=True, exist_ok=True)  # fails early on a bad --out
@@ -90,16 +97,20 @@ def generate(
     final = next((s for s in every_spec if s.final), None)
     final_std = final_spread(all_runs, final, preset)
     sections: list[Section] = []
+    evidence: dict[str, SpecEvidence] = {}
+    splits: dict = {}  # validation and training splits, loaded once for all specs
     for spec in loaded:
         chosen, left_out = selections[spec.name]
         presets = {r.tag(names.TAG_PRESET, "none") for r in chosen}
         fallback = final_std.get(presets.pop()) if len(presets) == 1 else None
         section = build_section(spec, chosen, histories, fallback)
         section.left_out = left_out
+        evidence[spec.name] = gather_evidence(section, store, resamples=resamples, splits=splits)
+        bootstrap_deltas(section, evidence[spec.name])
         sections.append(section)
     body: list[str] = []
     for section in sections:
-        body.append(_write_section(section, store, out))
+        body.append(_write_section(section, store, out, evidence.get(section.spec.name)))
     body.extend(extra_sections)
     searches = search_section(all_runs)
     if searches:
@@ -126,14 +137,17 @@ def _header(store: TrackingStore, sections: Sequence[Section]) -> str:
         f"preset(s) {', '.join(presets) or '–'}, data {', '.join(roots) or '–'}.\n\n"
         "Which runs count: the latest FINISHED run per spec × variant × seed. Cells with "
         "several seeds are mean ± std (n). Δ is the difference of val mAP means to the spec's "
-        "first variant; **≈** marks a difference within the seed-to-seed spread "
-        "(|Δ| ≤ std₁ + std₂; with one seed per variant, twice the std of the final setup's "
-        "seeds under the same preset, when those exist). Bold: best value per column. "
+        "first variant with its 95% paired-bootstrap interval over validation images; **≈** "
+        "marks a difference whose interval contains 0 (where runs logged no predictions: "
+        "|Δ| ≤ std₁ + std₂ of the seeds, or twice the std of the final setup's seeds under the "
+        "same preset). Bold: best value per column. "
         "Published numbers are the HW2 report's.\n\n"
     )
 
 
-def _write_section(section: Section, store: TrackingStore, out: Path) -> str:
+def _write_section(
+    section: Section, store: TrackingStore, out: Path, evidence: SpecEvidence | None = None
+) -> str:
     spec = section.spec
     name = spec.name
     lines = [
@@ -159,6 +173,7 @@ def _write_section(section: Section, store: TrackingStore, out: Path) -> str:
             f"No finished runs yet: `python -m digitexp run ablations/{spec.path.name}`.\n"
         )
     lines.append(table)
+    lines.append(insight_markdown(section, evidence, out))
     sources = {d.spread_source for d in section.deltas.values() if d is not None}
     if "final" in sources:
         lines.append(

@@ -105,3 +105,52 @@ CANDIDATES = "candidates"  # a search run: its cached candidate detections
 def candidates_artifact(split: str, cap: int) -> str:
     """A search run's candidate cache of one split and per-image cap."""
     return f"{CANDIDATES}/{split}-cap{cap}.npz"
+
+
+# --------------------------------------------------------------------------- error analysis
+
+ANALYSIS = "analysis"  # a run's error analysis (digitexp.insight): metric prefix, artifact folder
+
+
+def analysis_metric(key: str) -> str:
+    """``ap_digit_3`` -> ``analysis/ap_digit_3``: a value of a run's error analysis."""
+    return f"{ANALYSIS}/{key}"
+
+
+ANALYSIS_METRICS = (
+    *(f"analysis/ap_digit_{d}" for d in range(10)),  # AP of each digit
+    "analysis/ap_small",  # COCO's area ranges
+    "analysis/ap_medium",
+    "analysis/ap_large",
+    "analysis/ap_height_0_16",  # ground-truth box height in the original image, [lo, hi) px
+    "analysis/ap_height_16_32",
+    "analysis/ap_height_32_64",
+    "analysis/ap_height_64_up",
+    "analysis/task2_correct",  # share of validation images in each Task-2 failure class
+    "analysis/task2_no_detection",
+    "analysis/task2_read_twice",
+    "analysis/task2_missed_digit",
+    "analysis/task2_extra_digit",
+    "analysis/task2_wrong_digit",
+    "analysis/task2_wrong_order",
+)
+ANALYSIS_AP_BY_DIGIT = "analysis/ap_by_digit.csv"
+ANALYSIS_AP_BY_SIZE = "analysis/ap_by_size.csv"
+ANALYSIS_CONFUSION = "analysis/confusion.csv"
+ANALYSIS_FAILURES = "analysis/task2_failures.csv"
+ANALYSIS_IMAGES = "analysis/task2_images.csv"  # every image: truth, reading, failure class
+ANALYSIS_AP_FIGURE = "analysis/ap.png"
+ANALYSIS_CONFUSION_FIGURE = "analysis/confusion.png"
+ANALYSIS_FAILURES_FIGURE = "analysis/task2_failures.png"
+ANALYSIS_WORST_FIGURE = "analysis/worst_images.png"
+ANALYSIS_ARTIFACTS = (
+    ANALYSIS_AP_BY_DIGIT,
+    ANALYSIS_AP_BY_SIZE,
+    ANALYSIS_CONFUSION,
+    ANALYSIS_FAILURES,
+    ANALYSIS_IMAGES,
+    ANALYSIS_AP_FIGURE,
+    ANALYSIS_CONFUSION_FIGURE,
+    ANALYSIS_FAILURES_FIGURE,
+    ANALYSIS_WORST_FIGURE,
+)
