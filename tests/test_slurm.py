@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, assert_one_clear_line
+from conftest import REPO, assert_one_clear_line, new_store
 from mlflow.tracking import MlflowClient
-from servers import Unavailable, mlflow_server
+from servers import Unavailable, free_port, mlflow_server
 from slurm_cluster import slurm_cluster
 
 from digitexp.errors import ConfigError
@@ -240,51 +240,83 @@ def _wait_for_epoch(client: MlflowClient, experiment: str, epoch: int, timeout: 
     raise AssertionError(f"no run reached epoch {epoch} in {timeout} s")
 
 
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
 @pytest.mark.slow
-def test_a_task_stopped_by_its_warning_resumes_with_every_epoch_once(
+def test_a_ddp_task_stops_on_one_ranks_warning_and_resumes_on_every_rank(
     store_uri: str, spec_file: Path, synth_root: Path, tmp_path: Path
 ) -> None:
-    """Outside Slurm (a task run by hand): USR1 stops the run at a safe point, resumable;
-    running the task again resumes it, and the single-task job's parent ends FINISHED."""
-    spec = load_spec(
-        spec_file,
-        preset="smoke",
-        sets={"data.root": str(synth_root), "train.epochs": EPOCHS},
-    )
-    plans = plan_runs(spec, variants=["nms_0.5"], seeds=[0])
+    """A task run by hand, outside Slurm, as `--gpus-per-task 2` runs it: under torchrun
+    (here gloo on the CPU). A warning reaching one rank stops both at the same step, the run
+    is left resumable; running the task again resumes it on both ranks, every epoch once,
+    and the single-task job's parent run ends FINISHED."""
+    sets = {"data.root": str(synth_root), "train.epochs": EPOCHS}
+    spec = load_spec(spec_file, preset="smoke", sets=sets)
     store = TrackingStore(store_uri)
     folder, manifest = prepare(
-        plans,
+        plan_runs(spec, variants=["nms_0.3"], seeds=[1]),
         store,
         experiment="spec",
-        options=SlurmOptions(),
-        sets={"data.root": str(synth_root), "train.epochs": EPOCHS},
+        options=SlurmOptions(gpus_per_task=2),
+        sets=sets,
         root=tmp_path / "slurm",
     )
     assert read_manifest(folder) == manifest
     env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri, "OMP_NUM_THREADS": "1"}
     env = {k: v for k, v in env.items() if not k.startswith("SLURM_")}
-    argv = [sys.executable, "-m", "digitexp", "slurm-task", str(folder), "--task", "0"]
-    task = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, text=True)
+
+    def torchrun() -> subprocess.Popen:
+        argv = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}",
+            "-m",
+            "digitexp",
+            "slurm-task",
+            str(folder),
+            "--task",
+            "0",
+        ]
+        return subprocess.Popen(
+            argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
+    first = torchrun()
     client = MlflowClient(store_uri)
-    run_id = _wait_for_epoch(client, "spec", 1, timeout=240)
-    task.send_signal(signal.SIGUSR1)
-    out, _ = task.communicate(timeout=240)
-    assert task.returncode == 130, out  # stopped, and not requeued: no Slurm here
-    assert "preempted, not requeued" in out
+    run_id = _wait_for_epoch(client, "spec", 1, timeout=300)
+    workers = _children_of(first.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[-1], signal.SIGUSR1)  # one rank only
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode != 0 and "preempted, not requeued" in out  # no Slurm here
     stopped = client.get_run(run_id)
-    assert stopped.info.status == "KILLED"
+    assert stopped.info.status == "KILLED", out[-3000:]
     assert stopped.data.tags[names.TAG_PREEMPTED] == "1"
-    assert stopped.data.tags[names.TAG_ERROR].startswith("preempted: stopped on SIGUSR1")
+    assert stopped.data.tags[names.TAG_ERROR].startswith("preempted: stopped on")
     logged = int(stopped.data.tags[names.TAG_EPOCH])
     assert 1 <= logged < EPOCHS
     assert _history_steps(client, run_id, "train_loss") == list(range(1, logged + 1))
 
-    again = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert f"resume spec/nms_0.5/s0 ({run_id}) after epoch {logged}" in again.stderr
+    again = torchrun()
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out[-3000:]
+    assert out.count(f"resuming after epoch {logged}") == 2  # on both ranks
     finished = client.get_run(run_id)
     assert finished.info.status == "FINISHED"
+    assert finished.data.tags[names.TAG_WORLD_SIZE] == "2"
     for key in EPOCH_KEYS:
         assert _history_steps(client, run_id, key) == list(range(1, EPOCHS + 1)), key
     parent = client.get_run(manifest.parent_run_id)
@@ -299,7 +331,7 @@ def test_a_task_stopped_by_its_warning_resumes_with_every_epoch_once(
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> object:
+def cluster(tmp_path_factory: pytest.TempPathFactory, empty_store_db: Path) -> object:
     """A real single-node Slurm and an MLflow server, both on 127.0.0.1; skipped, with the
     reason, where Slurm or munge cannot be had (``.ci/run`` installs them)."""
     work = tmp_path_factory.mktemp("slurm")
@@ -307,7 +339,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> object:
     try:
         with (
             slurm_cluster(work / "cluster") as slurm,
-            mlflow_server(f"sqlite:///{work}/mlflow.db", work / "artifacts") as url,
+            mlflow_server(new_store(work, empty_store_db), work / "artifacts") as url,
         ):
             yield slurm, url
     except Unavailable as exc:

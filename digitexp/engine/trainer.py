@@ -448,7 +448,7 @@ def _fit(trainer: Trainer, resume: dict[str, Any] | None, hooks: Sequence[RunHoo
     cfg, tracker = trainer.cfg, trainer.tracker
     world = trainer.ctx.world_size if trainer.ctx else 1
     if trainer.ctx is not None:  # rank 0 read the checkpoint: every rank continues from it
-        resume = trainer.ctx.broadcast(resume)
+        resume = _share_resume(trainer, trainer.ctx, resume)
     if resume is None:
         tracker.log_params(flatten(cfg))
         tracker.log_dict(to_dict(cfg), names.CONFIG_JSON)
@@ -512,6 +512,26 @@ def _fit(trainer: Trainer, resume: dict[str, Any] | None, hooks: Sequence[RunHoo
             metrics[names.EPOCH_SECONDS],
         )
     return _finish(trainer, time.perf_counter() - start, stopped_early, hooks)
+
+
+def _share_resume(
+    trainer: Trainer, ctx: Distributed, resume: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Rank 0's resume state on every rank. The ranks of one torchrun share a machine: rank 0
+    writes the state beside its checkpoints and the others load that file."""
+    path = None
+    if ctx.is_main and resume is not None:
+        path = trainer.workdir / names.CHECKPOINTS / "resume.pt"
+        save_checkpoint(path, resume)
+    shared = ctx.broadcast(None if path is None else str(path))
+    if shared is None:
+        return resume
+    if not ctx.is_main:
+        resume = load_checkpoint(Path(shared))
+    ctx.barrier()
+    if path is not None:
+        path.unlink()
+    return resume
 
 
 def _finish(

@@ -138,16 +138,19 @@ def run_task(
     requeued = False
     try:
         outcome = run_one(job, tracker, store, bundle, None, ctx)
-    except Preempted:
+    except Preempted as exc:
         requeued = scheduler.requeue_self()
-        log.info(
-            "%s: %s",
-            entry.name,
-            "requeued; it resumes after its last epoch"
-            if requeued
-            else "not requeued; resume it with `run --resume` or sbatch --array",
-        )
-        return TaskResult(entry, tracker.run_id, None, preempted=True, requeued=requeued)
+        if not requeued:
+            log.info("%s: not requeued; resume it with `run --resume` or sbatch", entry.name)
+            return TaskResult(entry, tracker.run_id, None, preempted=True)
+        log.info("%s: requeued; it resumes after its last epoch", entry.name)
+        if me is not None:  # what `runs` and the MLflow UI show until the task is back
+            reason = f"preempted, requeued as {me[0]}_{me[1]}: resumes after epoch {exc.epoch}"
+            try:
+                tracker.set_tags({names.TAG_ERROR: reason})
+            except DigitexpError as error:  # the run is resumable all the same
+                log.warning("could not tag %s as requeued: %s", tracker.run_id, error)
+        return TaskResult(entry, tracker.run_id, None, preempted=True, requeued=True)
     finally:
         if not requeued:
             settle_parent(store, manifest)
