@@ -40,7 +40,7 @@ BASE = seed_config()
 VARIANTS = {"nms_0.5": {"model.box_nms_thresh": 0.5}, "nms_0.3": {"model.box_nms_thresh": 0.3}}
 SEEDS = (0, 1)
 '''
-EPOCHS = 6
+EPOCHS = 8
 EPOCH_KEYS = ("train_loss", "lr", "val_map", "val_number_acc", "val_digit_acc", "epoch_seconds")
 
 

@@ -13,12 +13,16 @@ from digitexp.engine import RunResult
 from digitexp.launch.plans import RunOutcome, RunPlan
 from digitexp.launch.slurm import scheduler
 from digitexp.launch.slurm.manifest import Manifest
+from digitexp.launch.slurm.scheduler import SlurmError
 from digitexp.launch.slurm.task import children, settle_parent
 from digitexp.spec import Spec
 from digitexp.tracking import RunRecord, TrackingStore
 from digitexp.tracking import contract as names
 
 log = logging.getLogger("digitexp.slurm")
+
+
+PATIENCE = 10  # squeue failures in a row before the follower gives up
 
 
 def poll_seconds() -> float:
@@ -40,9 +44,19 @@ def follow(
     seen: dict[str, str] = {}
     total = len(manifest.tasks)
     done = 0
+    failures = 0
     with Progress(total, f"Slurm job {job}", enabled=progress, unit="task") as bar:
         while True:
-            states = scheduler.task_states(job)
+            try:
+                states = scheduler.task_states(job)
+                failures = 0
+            except SlurmError as exc:  # a busy controller times out now and then
+                failures += 1
+                if failures >= PATIENCE:
+                    raise
+                log.warning("%s (trying again)", exc)
+                time.sleep(poll_seconds())
+                continue
             for task, state in sorted(states.items()):
                 if seen.get(task) != state:
                     log.info("%s %s", task, state)
