@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from digitexp.cli import slurm
 from digitexp.cli.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -47,10 +48,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from digitexp.launch import plan_runs
     from digitexp.spec import load_spec
 
+    slurm.check_arguments(args)
     sets = overrides(args)
     spec = load_spec(args.spec, preset=args.preset, sets=sets)
     plans = plan_runs(spec, variants=args.variant, seeds=args.seed)
     experiment = args.experiment or spec.name
+    if args.launcher == "slurm":
+        return slurm.run_slurm(args, spec, plans, experiment, sets)
     if args.dry_run:
         from digitexp.tracking import default_uri, mask_uri
 
@@ -107,6 +111,12 @@ def _run_main(args: argparse.Namespace, spec: Any, plans: Any, experiment: str, 
         from digitexp.launch import execute
 
         outcomes = execute(plans, store, experiment=experiment, ctx=ctx)
+    return print_outcomes(outcomes, store, experiment)
+
+
+def print_outcomes(outcomes: Any, store: Any, experiment: str) -> int:
+    """The results table, where the runs are, and the exit status: 1 when a run did not
+    finish."""
     rows = []
     for o in outcomes:
         r = o.result
@@ -140,7 +150,11 @@ def register(sub: Any) -> None:
     add_config_args(p)
     p.add_argument("--experiment", help="MLflow experiment (default: the spec's name)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would run (with --launcher slurm: the job script), run nothing",
+    )
     p.add_argument(
         "--resume",
         nargs="*",
@@ -160,6 +174,7 @@ def register(sub: Any) -> None:
         default=60.0,
         help="queue: seconds between heartbeats; a worker silent for 3x this is retried",
     )
+    slurm.add_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("show", help="print a spec's question, variants and published numbers")

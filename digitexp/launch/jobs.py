@@ -19,7 +19,7 @@ from typing import Any
 
 from digitexp.config import config_hash, to_dict
 from digitexp.data import DataBundle
-from digitexp.engine import RunHook, RunResult, fit, load_checkpoint
+from digitexp.engine import Preempted, RunHook, RunResult, fit, load_checkpoint
 from digitexp.engine.distributed import Distributed
 from digitexp.errors import DigitexpError, TrainingError
 from digitexp.insight.hook import AnalysisHook
@@ -102,8 +102,10 @@ def run_one(
     hooks: Sequence[RunHook] | None = None,
 ) -> RunOutcome:
     """Train the job in its run and end the run: FINISHED, FAILED on a non-finite loss (the
-    outcome says why; other runs go on), KILLED on Ctrl-C/SIGTERM (re-raised), FAILED with
-    the reason on any other error (re-raised). ``hooks``: :func:`run_hooks` by default."""
+    outcome says why; other runs go on), KILLED on Ctrl-C/SIGTERM (re-raised), KILLED and
+    tagged preempted on a stop request (Preempted, re-raised: the run resumes from its last
+    epoch), FAILED with the reason on any other error (re-raised). ``hooks``:
+    :func:`run_hooks` by default."""
     plan = job.plan
     start = time.perf_counter()
     resumed_from: int | None = None
@@ -139,6 +141,14 @@ def run_one(
         return outcome("FAILED", None, str(exc))
     except KeyboardInterrupt:
         end_with_error(store, tracker, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
+        raise
+    except Preempted as exc:
+        times = int(job.run.tag(names.TAG_PREEMPTED, "0")) + 1 if job.run is not None else 1
+        try:
+            tracker.set_tags({names.TAG_PREEMPTED: str(times)})
+        finally:
+            end_with_error(store, tracker, "KILLED", f"preempted: {exc}")
+        log.info("%s stopped: %s", plan.name, exc)
         raise
     except BaseException as exc:
         message = str(exc) if isinstance(exc, DigitexpError) else f"{type(exc).__name__}: {exc}"

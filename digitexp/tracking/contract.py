@@ -32,6 +32,9 @@ TAG_SOURCE_RUN = "digitexp.source_run"  # a search run: the training run it sear
 TAG_SPLIT = "digitexp.split"  # a search run: the split it scored
 TAG_STUDY = "digitexp.study"  # a search run: its Optuna study
 TAG_BEST_SET = "digitexp.best_set"  # a search run: the --set line of its best thresholds
+TAG_SLURM_JOB = "digitexp.slurm_job"  # the Slurm (array) job id the run was trained in
+TAG_SLURM_TASK = "digitexp.slurm_task"  # a child run: its task id in the Slurm job array
+TAG_PREEMPTED = "digitexp.preempted"  # times training stopped early, resumable, on request
 PARENT_TAG = "mlflow.parentRunId"
 
 KIND_TRAIN = "train"  # one variant x seed (a child run)
