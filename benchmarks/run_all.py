@@ -19,6 +19,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("search_speed.py", []),
     ("eval_speed.py", []),
     ("train_throughput.py", []),
+    ("run_figures.py", []),
 ]
 
 

@@ -92,6 +92,11 @@ RULES = [
         | {"cli", "spec", "lineage", "presets"},
     ),
     (
+        "figures draw what a run logged; they do not launch, search or report",
+        {"figures"},
+        {"launch", "search", "report", "cli"},
+    ),
+    (
         "the engine trains; it does not launch, search or report",
         {"engine"},
         {"launch", "search", "report", "cli"},
