@@ -31,6 +31,7 @@ def main() -> int:
     parser.add_argument("db", type=Path, help="the MLflow sqlite database")
     parser.add_argument("out", type=Path, help="folder for the two PNGs")
     parser.add_argument("--experiment", default="anchors")
+    parser.add_argument("--run", help="the training run whose artifacts to show (default: best)")
     args = parser.parse_args()
     from mlflow.tracking import MlflowClient
 
@@ -39,7 +40,16 @@ def main() -> int:
     exp = client.get_experiment_by_name(args.experiment)
     runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])
     trained = [r for r in runs if r.data.tags.get(contract.TAG_KIND) == contract.KIND_TRAIN]
-    best = max(trained, key=lambda r: r.data.metrics.get(contract.BEST_VAL_MAP, -1))
+    if args.run:
+        best = next(r for r in trained if r.info.run_id == args.run)
+    else:  # the best val mAP; on a tie, the lowest training loss
+        best = max(
+            trained,
+            key=lambda r: (
+                r.data.metrics.get(contract.BEST_VAL_MAP, -1),
+                -r.data.metrics.get(contract.FINAL_TRAIN_LOSS, 1e9),
+            ),
+        )
     searched = {
         r.data.tags[contract.TAG_SOURCE_RUN]
         for r in runs
@@ -68,7 +78,7 @@ def main() -> int:
         browser.screenshot(args.out / "ui_runs.png")
         browser.goto(
             f"{server.base}/#/experiments/{exp.experiment_id}/runs/{best.info.run_id}"
-            f"/artifacts/{contract.PREDICTIONS_FIGURE}"
+            f"/artifacts/{contract.PREDICTIONS_FIGURE}?workflowType=machine_learning"
         )
         browser.wait_for(
             "Array.from(document.images).some(i => i.src.startsWith('blob:') && i.complete"

@@ -8,6 +8,7 @@
 - :mod:`.distributed`: DDP set-up under torchrun and the collectives the loop uses.
 - :mod:`.inference`: batched inference; :mod:`.trained`: a trained run loaded for inference.
 - :mod:`.hooks`: :class:`RunHook`, code that runs at the end of each epoch and of a run.
+- :mod:`.serving`: a run's best checkpoint called on images, registered as an MLflow model.
 """
 
 from digitexp.engine.checkpoints import checkpoint_config, load_checkpoint, save_checkpoint

@@ -49,14 +49,14 @@ def overrides_text(sets: Mapping[str, Any]) -> str:
 
 
 def invocation_name(spec: Spec, role: str = "") -> str:
-    """``Do digit-sized anchors … raise val mAP? · demo · 11-26 18:40`` (a queue worker's
-    parent adds ``worker``)."""
-    parts = [short_question(spec.question)]
+    """``11-26 18:40 · Do digit-sized anchors and other aspect ratios raise val mAP? · demo``:
+    the time first (what tells one invocation of a spec from another), then the question, the
+    preset and, for a queue worker's parent, ``worker``."""
+    parts = [time.strftime("%m-%d %H:%M"), short_question(spec.question)]
     if spec.preset:
         parts.append(spec.preset)
     if role:
         parts.append(role)
-    parts.append(time.strftime("%m-%d %H:%M"))
     return " · ".join(parts)
 
 
@@ -120,9 +120,10 @@ def experiment_description(spec: Spec) -> str:
 def describe_experiment(
     store: TrackingStore, experiment: str, spec: Spec, parent_name: str, plans: Sequence[RunPlan]
 ) -> None:
-    """The experiment's description and the view its printed URL selects (a Run Name column
-    wide enough for these runs' names)."""
-    width = run_name_width([(parent_name, 0), *((p.name, 1) for p in plans)])
+    """The experiment's description and the view its printed URL selects: a Run Name column
+    as wide as the children's names (a parent's name, longer, shows its time and the start of
+    its question)."""
+    width = run_name_width((p.name, 1) for p in plans)
     store.describe_experiment(experiment, experiment_description(spec), view_state(width))
 
 

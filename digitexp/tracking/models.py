@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,10 @@ MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # the UI's Models tab reads a model
 class CheckpointModel(mlflow.pyfunc.PythonModel):
     """``predict(images)`` calls what ``load(checkpoint path)`` returned."""
 
+    # images come in several forms (paths, arrays, a DataFrame): MLflow must pass them through
+    # as they are, not validate or convert them by type hints (nor warn that there are none)
+    _skip_type_hint_validation = True
+
     def __init__(self, load: Callable[[str], Callable[[Any], Any]]) -> None:
         self.load = load
         self.predictor: Callable[[Any], Any] | None = None
@@ -40,8 +45,7 @@ class CheckpointModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         self.predictor = self.load(context.artifacts["checkpoint"])
 
-    # no type hints here: MLflow would read them as a signature and convert the images
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
         assert self.predictor is not None, "load_context was not called"
         return self.predictor(model_input)
 
@@ -70,6 +74,22 @@ def _global_uris(uri: str) -> Any:
     finally:
         mlflow.set_tracking_uri(tracking)
         mlflow.set_registry_uri(registry)
+
+
+@contextmanager
+def _quiet_about_pickling() -> Any:
+    """MLflow warns that a ``python_model`` object is cloudpickled (this one pickles references
+    to digitexp's importable class and loader only; the weights are an artifact) and that its
+    ``predict`` has no usable type hints."""
+    logger = logging.getLogger("mlflow.pyfunc")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _package_copy(package: Path, into: Path) -> Path:
@@ -110,12 +130,7 @@ def log_checkpoint_model(
         logged = store.call(
             client.create_logged_model, run.info.experiment_id, name=MODEL, source_run_id=run_id
         )
-        # MLflow warns that a python_model object is cloudpickled: this one pickles references
-        # to digitexp's importable class and loader only (the weights are an artifact)
-        quiet = logging.getLogger("mlflow.pyfunc")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
-        try:
+        with _quiet_about_pickling():
             store.call(
                 mlflow.pyfunc.log_model,
                 name=MODEL,
@@ -125,8 +140,6 @@ def log_checkpoint_model(
                 pip_requirements=requirements(),
                 model_id=logged.model_id,
             )
-        finally:
-            quiet.setLevel(level)
         store.call(client.log_outputs, run_id, [LoggedModelOutput(logged.model_id, step=0)])
         store.call(_ensure_registered, client, name, description)
         version = store.call(
