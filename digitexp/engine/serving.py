@@ -60,6 +60,8 @@ class Predictor:
                     f"an image array must be RGB uint8 of shape (H, W, 3), got {rgb.dtype} "
                     f"{rgb.shape}"
                 )
+            if not rgb.flags.writeable:  # torch wants writable memory (np.asarray of a PIL image)
+                rgb = rgb.copy()
         return static_transform(rgb, self.cfg.data)
 
     def _items(self, images: Any) -> Sequence[Any]:

@@ -45,7 +45,8 @@ class CheckpointModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         self.predictor = self.load(context.artifacts["checkpoint"])
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+    # no type hints: MLflow would infer a signature from them at log time
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         assert self.predictor is not None, "load_context was not called"
         return self.predictor(model_input)
 
