@@ -27,7 +27,15 @@ from digitexp.tracking.contract import MODEL
 from digitexp.tracking.store import TrackingStore
 
 # what a registered model's environment needs (pinned to this environment's versions)
-REQUIREMENTS = ("torch", "torchvision", "numpy", "pandas", "pillow", "opencv-python-headless")
+REQUIREMENTS = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "pandas",
+    "pillow",
+    "opencv-python-headless",
+    "tqdm",
+)
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # the UI's Models tab reads a model's versions here
 
 
