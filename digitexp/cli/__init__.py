@@ -15,13 +15,25 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from digitexp.cli import analyze, anchors, data, predict, report, run, runs, search, slurm, ui
+from digitexp.cli import (
+    analyze,
+    anchors,
+    data,
+    predict,
+    register,
+    report,
+    run,
+    runs,
+    search,
+    slurm,
+    ui,
+)
 from digitexp.cli.output import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from digitexp.errors import DigitexpError
 
 log = logging.getLogger("digitexp")
 
-COMMANDS = (run, runs, data, predict, report, search, ui, analyze, anchors, slurm)
+COMMANDS = (run, runs, data, predict, report, search, register, ui, analyze, anchors, slurm)
 
 
 def build_parser() -> argparse.ArgumentParser:
