@@ -60,6 +60,9 @@ def _setup_logging(verbose: bool) -> None:
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow prints a "View run ... at" line when a run on a server ends; digitexp prints the
+    # URL that opens the experiment's runs once, itself
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def _sigterm_interrupts() -> None:
