@@ -445,7 +445,7 @@ def test_readme_recipe_on_a_real_slurm_with_one_task_preempted(
     resumed = re.search(rf"resume \S+ \({preempted}\) after epoch (\d+)", text)
     assert resumed is not None and int(resumed[1]) >= 1, text  # from a checkpoint
     assert "Slurm restart 1 of" in text
-    assert out.count("FINISHED") >= 4 and "browse the runs" in out  # the results table
+    assert out.count("FINISHED") >= 4 and "in the MLflow UI: http" in out  # the results table
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     listing = cli("runs", "--experiment", "spec")
