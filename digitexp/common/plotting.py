@@ -25,3 +25,34 @@ def save(fig: Any, path: Path) -> Path:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
     pyplot().close(fig)
     return path
+
+
+def draw_box(
+    ax: Any,
+    box: Any,
+    edgecolor: str,
+    text: str,
+    *,
+    text_xy: tuple[float, float] | None = None,
+    dashed: bool = False,
+    linewidth: float = 1.6,
+    **text_style: Any,
+) -> None:
+    """Outline ``box`` (x1, y1, x2, y2 in image pixels) in ``edgecolor`` on an image axis and
+    write ``text`` at ``text_xy`` (default: the top-left corner, above the box)."""
+    from matplotlib.patches import Rectangle
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    ax.add_patch(
+        Rectangle(
+            (x1, y1),
+            x2 - x1,
+            y2 - y1,
+            fill=False,
+            edgecolor=edgecolor,
+            linewidth=linewidth,
+            linestyle="--" if dashed else "-",
+        )
+    )
+    x, y = text_xy if text_xy is not None else (x1, y1)
+    ax.text(x, y, text, **{"va": "bottom", **text_style})

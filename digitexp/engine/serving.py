@@ -26,11 +26,10 @@ from digitexp.config import apply_overrides
 from digitexp.data.categories import digit_of
 from digitexp.data.transforms import decode_image, prepare_batch, static_transform, to_tensor
 from digitexp.engine.checkpoints import checkpoint_config, load_checkpoint
-from digitexp.engine.trained import require_training_run
-from digitexp.errors import DigitexpError, TrackingError
+from digitexp.engine.trained import download_best_checkpoint
+from digitexp.errors import DigitexpError
 from digitexp.model import build_model
 from digitexp.tracking import TrackingStore
-from digitexp.tracking import contract as names
 
 COLUMNS = ("image", "x", "y", "w", "h", "score", "category_id", "digit")
 
@@ -117,15 +116,8 @@ def register_run(store: TrackingStore, run_id: str, name: str) -> Registered:
     from digitexp.tracking.models import log_checkpoint_model
 
     run = store.get_run(run_id)
-    require_training_run(run)
     with tempfile.TemporaryDirectory(prefix="digitexp-register-") as tmp:
-        try:
-            path = store.download_artifact(run_id, names.BEST_CHECKPOINT, Path(tmp))
-        except TrackingError:
-            raise TrackingError(
-                f"run {run_id} ({run.name}) has no {names.BEST_CHECKPOINT}: it did not finish "
-                "an epoch"
-            ) from None
+        path = download_best_checkpoint(store, run, Path(tmp))
         Predictor(path)  # refuse a checkpoint that does not load before anything is logged
         version = log_checkpoint_model(
             store,

@@ -68,6 +68,19 @@ def require_training_run(run: RunRecord) -> None:
         )
 
 
+def download_best_checkpoint(store: TrackingStore, run: RunRecord, folder: Path) -> Path:
+    """Training run ``run``'s best checkpoint, downloaded into ``folder``; TrackingError for a
+    run that is not a training run or never finished an epoch."""
+    require_training_run(run)
+    try:
+        return store.download_artifact(run.run_id, names.BEST_CHECKPOINT, folder)
+    except TrackingError:
+        raise TrackingError(
+            f"run {run.run_id} ({run.name}) has no {names.BEST_CHECKPOINT}: it did not finish "
+            "an epoch"
+        ) from None
+
+
 def load_trained_run(
     store: TrackingStore,
     run_id: str,
@@ -81,15 +94,8 @@ def load_trained_run(
     device or the data root; one that changes the architecture is refused in one line.
     """
     run = store.get_run(run_id)
-    require_training_run(run)
     with tempfile.TemporaryDirectory(prefix="digitexp-weights-") as tmp:
-        try:
-            path = store.download_artifact(run_id, names.BEST_CHECKPOINT, Path(tmp))
-        except TrackingError:
-            raise TrackingError(
-                f"run {run_id} ({run.name}) has no {names.BEST_CHECKPOINT}: it did not finish "
-                "an epoch"
-            ) from None
+        path = download_best_checkpoint(store, run, Path(tmp))
         try:
             state = load_checkpoint(path)
         except WeightsError as exc:

@@ -354,9 +354,12 @@ class Trainer:
 
     def predict(self, split: str, desc: str) -> list[Detections]:
         """The model's detections on one of the datasets (``valid``, ``test``)."""
+        return self._infer(self.sets[split], desc)
+
+    def _infer(self, dataset: Any, desc: str) -> list[Detections]:
         return infer(
             self.core,
-            self.sets[split],
+            dataset,
             device=self.device,
             batch_size=self.cfg.train.eval_batch_size,
             workers=self.workers,
@@ -374,17 +377,7 @@ class Trainer:
         if self.ctx is None or not gather:
             dets = self.predict("valid", "validate")
             return evaluate(valid.split, dets, self.cfg.eval), dets
-        dets = infer(
-            self.core,
-            valid.shard(self.ctx.rank, self.ctx.world_size),
-            device=self.device,
-            batch_size=self.cfg.train.eval_batch_size,
-            workers=self.workers,
-            pre_normalize=self.cfg.data.pre_normalize,
-            amp_dtype=self.amp,
-            progress=self.progress,
-            desc="validate",
-        )
+        dets = self._infer(valid.shard(self.ctx.rank, self.ctx.world_size), "validate")
         parts = self.ctx.gather(dets)
         metrics = None
         if parts is not None:

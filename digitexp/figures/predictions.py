@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitexp.common.plotting import pyplot, save
+from digitexp.common.plotting import draw_box, pyplot, save
 from digitexp.config import EvalConfig
 from digitexp.data import ImageRecord, Split
 from digitexp.data.categories import digit_of
@@ -136,7 +136,6 @@ def draw(
 ) -> Path | None:
     """Draw ``count`` chosen validation images with truth and predictions; None when the
     split has no images."""
-    import matplotlib.patches as patches
     from matplotlib.lines import Line2D
     from PIL import Image
 
@@ -162,22 +161,15 @@ def draw(
             ax.imshow(img.convert("RGB"))
         gt_boxes, gt_labels = split.boxes[record.id], split.labels[record.id]
         scale = max(record.width, record.height) / 100  # label offsets in image pixels
-        for (x1, y1, x2, y2), label in zip(gt_boxes, gt_labels, strict=True):
-            ax.add_patch(
-                patches.Rectangle(
-                    (x1, y1),
-                    x2 - x1,
-                    y2 - y1,
-                    fill=False,
-                    edgecolor=TRUTH_COLOR,
-                    linewidth=1.6,
-                    linestyle="--",
-                )
-            )
-            ax.text(
-                (x1 + x2) / 2,
-                y2 + 2 * scale,
+        for box, label in zip(gt_boxes, gt_labels, strict=True):
+            x1, _, x2, y2 = (float(v) for v in box)
+            draw_box(
+                ax,
+                box,
+                TRUTH_COLOR,
                 str(digit_of(int(label))),
+                text_xy=((x1 + x2) / 2, y2 + 2 * scale),
+                dashed=True,
                 color="white",
                 fontsize=9,
                 fontweight="bold",
@@ -191,20 +183,15 @@ def draw(
             det.boxes[keep], det.labels[keep], det.scores[keep], strict=True
         ):
             color = _label_color(box, int(label), gt_boxes, gt_labels, cfg.digit_iou)
-            x1, y1, x2, y2 = (float(v) for v in box)
-            ax.add_patch(
-                patches.Rectangle(
-                    (x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.6
-                )
-            )
-            ax.text(
-                x1,
-                y1 - scale,
+            draw_box(
+                ax,
+                box,
+                color,
                 f"{digit_of(int(label))} {score:.2f}",
+                text_xy=(float(box[0]), float(box[1]) - scale),
                 color="white",
                 fontsize=8,
                 ha="left",
-                va="bottom",
                 bbox={"facecolor": color, "edgecolor": "none", "pad": 1, "alpha": 0.9},
             )
         ax.set_xlim(-0.5, record.width - 0.5)

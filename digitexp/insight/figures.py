@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from digitexp.common.plotting import pyplot
+from digitexp.common.plotting import draw_box, pyplot
 from digitexp.data import Split
 from digitexp.data.categories import digit_of
 from digitexp.insight.analysis import RunAnalysis
@@ -144,7 +144,6 @@ def gallery_figure(
 ) -> Any:
     """The images drawn: true boxes dashed (digit below), read boxes solid (digit above):
     green right, red wrong digit, orange on no digit or a digit read twice."""
-    import matplotlib.patches as patches
     from matplotlib.lines import Line2D
     from PIL import Image
 
@@ -164,29 +163,22 @@ def gallery_figure(
         record = records[reading.image_id]
         with Image.open(split.path(record)) as img:
             ax.imshow(img.convert("RGB"), interpolation="nearest")
-        for (x1, y1, x2, y2), label in zip(reading.gt_boxes, reading.gt_labels, strict=True):
-            ax.add_patch(
-                patches.Rectangle(
-                    (x1, y1),
-                    x2 - x1,
-                    y2 - y1,
-                    fill=False,
-                    color=TRUTH_COLOR,
-                    linewidth=1.4,
-                    linestyle="--",
-                )
-            )
-            ax.text(
-                x1,
-                y2,
+        for box, label in zip(reading.gt_boxes, reading.gt_labels, strict=True):
+            draw_box(
+                ax,
+                box,
+                TRUTH_COLOR,
                 str(digit_of(int(label))),
+                text_xy=(float(box[0]), float(box[3])),
+                dashed=True,
+                linewidth=1.4,
                 color=TRUTH_COLOR,
                 fontsize=9,
                 va="top",
                 bbox=label_box,
             )
         det = reading.detections
-        for i, ((x1, y1, x2, y2), label) in enumerate(zip(det.boxes, det.labels, strict=True)):
+        for i, (box, label) in enumerate(zip(det.boxes, det.labels, strict=True)):
             gt = reading.match.det_to_gt[i]
             if gt == UNMATCHED:
                 color = EXTRA_COLOR
@@ -194,19 +186,8 @@ def gallery_figure(
                 color = RIGHT_COLOR
             else:
                 color = WRONG_COLOR
-            ax.add_patch(
-                patches.Rectangle(
-                    (x1, y1), x2 - x1, y2 - y1, fill=False, color=color, linewidth=1.6
-                )
-            )
-            ax.text(
-                x1,
-                y1,
-                str(digit_of(int(label))),
-                color=color,
-                fontsize=9,
-                va="bottom",
-                bbox=label_box,
+            draw_box(
+                ax, box, color, str(digit_of(int(label))), color=color, fontsize=9, bbox=label_box
             )
         truth = "–" if reading.truth < 0 else str(reading.truth)
         read = "nothing" if reading.read < 0 else str(reading.read)
