@@ -27,6 +27,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from fake_detections import fake_detections  # noqa: E402
 
 from digitexp.config import EvalConfig  # noqa: E402
 from digitexp.data import ImageRecord, Split  # noqa: E402
@@ -57,25 +58,11 @@ def hw2_like_split(images: int, seed: int) -> Split:
 
 
 def detections(split: Split, seed: int, per_image: int, skill: float) -> dict[int, Detections]:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for record in split.images:
-        gt, gl = split.boxes[record.id], split.labels[record.id]
-        rows = []
-        for box, label in zip(gt, gl, strict=True):
-            for _ in range(3):
-                jitter = rng.normal(0, (1.1 - skill) * 0.15 * (box[3] - box[1]), 4)
-                wrong = rng.random() > skill
-                rows.append((box + jitter, int(rng.integers(1, 11)) if wrong else int(label)))
-        while len(rows) < per_image:
-            x, y = rng.uniform(0, record.width - 4), rng.uniform(0, record.height - 4)
-            w, h = rng.uniform(3, record.width / 3), rng.uniform(3, record.height)
-            rows.append((np.array([x, y, x + w, y + h]), int(rng.integers(1, 11))))
-        b = np.array([r[0] for r in rows], np.float32)
-        b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1)
-        scores = np.sort(rng.random(len(rows)).astype(np.float32))[::-1]
-        out[record.id] = Detections(record.id, b, scores, np.array([r[1] for r in rows]))
-    return out
+    """A detector of ``skill``: the better, the less jitter and the fewer wrong labels."""
+    found = fake_detections(
+        split, seed, per_image=per_image, jitter=(1.1 - skill) * 0.15, wrong_rate=1 - skill
+    )
+    return {d.image_id: d for d in found}
 
 
 def materialized(split: Split, dets: dict[int, Detections], counts: np.ndarray):

@@ -17,33 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from fake_detections import fake_detections
 
 from digitexp.data import load_split
 from digitexp.data.synth import generate
-from digitexp.metrics import Detections, coco_map, coco_results
-
-
-def detections(split, seed: int, per_image: int) -> list[Detections]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for record in split.images:
-        boxes, labels = split.boxes[record.id], split.labels[record.id]
-        rows = []
-        for box, label in zip(boxes, labels, strict=True):
-            for _ in range(3):
-                jitter = rng.normal(0, 0.08 * (box[3] - box[1]), 4)
-                wrong = rng.random() < 0.15
-                rows.append((box + jitter, int(rng.integers(1, 11)) if wrong else int(label)))
-        while len(rows) < per_image:
-            x, y = rng.uniform(0, record.width - 4), rng.uniform(0, record.height - 4)
-            w, h = rng.uniform(3, record.width / 3), rng.uniform(3, record.height)
-            rows.append((np.array([x, y, x + w, y + h]), int(rng.integers(1, 11))))
-        b = np.array([r[0] for r in rows], np.float32)
-        b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1)
-        scores = np.sort(rng.random(len(rows)).astype(np.float32))[::-1]
-        out.append(Detections(record.id, b, scores, np.array([r[1] for r in rows], np.int64)))
-    return out
+from digitexp.metrics import coco_map, coco_results
 
 
 def timed(gt: dict, results: list, backend: str, repeats: int) -> tuple[float, dict]:
@@ -65,7 +43,9 @@ def main() -> None:
         generate(Path(tmp), {"valid": args.images}, seed=5, progress=False)
         split = load_split(Path(tmp), "valid")
     gt = split.coco_gt()
-    results = coco_results(detections(split, 0, args.per_image))
+    results = coco_results(
+        fake_detections(split, 0, per_image=args.per_image, jitter=0.08, wrong_rate=0.15)
+    )
     slow, reference = timed(gt, results, "pycocotools", args.repeats)
     fast, metrics = timed(gt, results, "faster_coco_eval", args.repeats)
     identical = metrics == reference
