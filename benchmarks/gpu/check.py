@@ -13,6 +13,7 @@ default: the whole command stays under 9 minutes on 16 cores and one H200):
   ddp         torchrun with one process (NCCL): one finished run
   packing     1, 2, 4 concurrent runs on the one GPU: aggregate images/s
   compile     torch.compile of the backbone, on and off
+  hotspots    host syncs per step and the busiest operations of ours (torch.profiler)
 
 A part that fails (an error, its time limit, a check that does not hold) is recorded with its
 reason and the others go on. Whatever happens, one JSON file of results is written to
@@ -28,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -49,8 +51,8 @@ class Part:
     name: str
     module: str
     timeout: float  # seconds at full size
-    args: tuple[str, ...] = ()  # full size (a GPU)
-    dry_args: tuple[str, ...] = ()  # tiny sizes (the CPU dry run)
+    args: str = ""  # its flags at full size (a GPU)
+    dry_args: str = ""  # its flags at tiny sizes (the CPU dry run)
     uses_data: bool = True
     what: str = ""
 
@@ -61,62 +63,57 @@ PARTS = (
         "throughput",
         "throughput",
         110,
-        ("--batch-sizes", "8,4"),
-        ("--model", "tiny", "--images", "32", "--steps", "2", "--warmup", "1", "--rounds", "1"),
+        "--batch-sizes 8,4",
+        "--model tiny --images 32 --steps 2 --warmup 1 --rounds 1",
         what="ours vs reference",
     ),
     Part(
         "numerics",
         "numerics",
         80,
-        (),
-        ("--model", "tiny", "--images", "32", "--steps", "4", "--window", "2"),
+        "",
+        "--model tiny --images 32 --steps 4 --window 2",
         what="bf16 vs fp32",
     ),
     Part(
         "e2e",
         "e2e",
         170,
-        (),
-        ("--model", "tiny", "--steps", "3", "--trials", "3", "--predict-images", "4"),
+        "",
+        "--model tiny --steps 3 --trials 3 --predict-images 4",
         what="run + search + predict",
     ),
     Part(
         "ddp",
         "ddp",
         60,
-        (),
-        ("--model", "tiny", "--steps", "2", "--images", "16", "--valid", "8"),
+        "",
+        "--model tiny --steps 2 --images 16 --valid 8",
         what="torchrun, one process",
     ),
     Part(
         "packing",
         "packing",
         100,
-        ("--runs", "1,2,4", "--seconds", "15"),
-        (
-            "--model",
-            "tiny",
-            "--images",
-            "32",
-            "--runs",
-            "1,2",
-            "--seconds",
-            "1",
-            "--warmup",
-            "1",
-            "--chunk",
-            "2",
-        ),
+        "--runs 1,2,4 --seconds 15",
+        "--model tiny --images 32 --runs 1,2 --seconds 1 --warmup 1",
         what="concurrent runs",
     ),
     Part(
         "compile",
         "compile_backbone",
         100,
-        (),
-        ("--model", "tiny", "--images", "32", "--warmup", "1", "--steps", "2", "--rounds", "1"),
+        "",
+        "--model tiny --images 32 --warmup 1 --steps 2 --rounds 1",
         what="torch.compile on/off",
+    ),
+    Part(
+        "hotspots",
+        "hotspots",
+        60,
+        "",
+        "--model tiny --images 32 --sync-steps 1 --profile-steps 2",
+        what="host syncs and busiest operations",
     ),
 )
 NAMES = tuple(p.name for p in PARTS)
@@ -230,6 +227,7 @@ def summary(checks: dict[str, Outcome]) -> dict[str, Any]:
         "packing": fig("packing", "threads_auto"),
         "compile_speedup": fig("compile", "speedup"),
         "ddp_process_group": fig("ddp", "process_group"),
+        "host_syncs_per_step": fig("hotspots", "host_syncs_per_step"),
     }
     rates: dict[int, float] = {}
     by_batch = fig("throughput", "ours_by_batch_size") or {}
@@ -333,7 +331,7 @@ def run_parts(
             cmd = [sys.executable, "-m", f"benchmarks.gpu.{part.module}", "--device", args.device]
             if part.uses_data:
                 cmd += ["--data", str(data)]
-            cmd += list(part.dry_args if args.dry_run else part.args)
+            cmd += shlex.split(part.dry_args if args.dry_run else part.args)
             timeout = left - 5 if args.dry_run else min(part.timeout, left - 5)
             part_log = work / f"{part.name}.log"
             checks[part.name] = run_part(cmd, timeout, part_log, env)

@@ -18,6 +18,7 @@ import torch
 from digitexp import presets
 from digitexp.config import ExperimentConfig, apply_overrides, seed_config
 from digitexp.data.synth import SynthOptions, generate
+from digitexp.engine import Trainer
 from digitexp.engine.runtime import resolve_device
 from digitexp.errors import WeightsError
 from digitexp.model import check_weights
@@ -145,6 +146,28 @@ def peak_mb(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+
+
+def batch_images(trainer: Trainer, epoch: int, steps: int) -> int:
+    """Images in the first ``steps`` batches of ``epoch`` (a run's batches depend only on its
+    seed and the epoch)."""
+    trainer.sampler.set_epoch(epoch)
+    batches = iter(trainer.sampler)
+    return sum(len(next(batches)) for _ in range(min(steps, len(trainer.sampler))))
+
+
+def steady_rate(trainer: Trainer, epoch: int, warmup: int, steps: int) -> float:
+    """Training images/s of ``steps`` steps after ``warmup`` steps, with what every call of
+    ``train_epoch`` pays once (the loader's workers starting, the first batch) cancelled
+    out: the time of ``warmup + steps`` steps minus that of ``warmup`` steps."""
+    start = time.perf_counter()
+    trainer.train_epoch(epoch, steps=warmup)  # ends with a device sync
+    short = time.perf_counter() - start
+    start = time.perf_counter()
+    trainer.train_epoch(epoch + 1, steps=warmup + steps)
+    long = time.perf_counter() - start
+    images = batch_images(trainer, epoch + 1, warmup + steps) - batch_images(trainer, epoch, warmup)
+    return images / max(long - short, 1e-9)
 
 
 def median(values: list[float]) -> float:

@@ -27,7 +27,7 @@ def measure(trainer: Trainer, warmup: int, steps: int, rounds: int) -> tuple[flo
     trainer.train_epoch(1, steps=warmup)
     common.sync(trainer.device)
     first = time.perf_counter() - start
-    rates = [trainer.train_epoch(2 + r, steps=steps)["train_images_per_s"] for r in range(rounds)]
+    rates = [common.steady_rate(trainer, 2 + 2 * r, 5, steps) for r in range(rounds)]
     return first, rates
 
 

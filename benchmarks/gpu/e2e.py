@@ -36,26 +36,26 @@ from digitexp.tracking import contract as names
 EXPERIMENT = "gpu-check"
 
 
-def digitexp(args: list[str], env: dict[str, str], log: Path, timeout: float) -> float:
-    """``python -m digitexp ARGS``; its wall time. SystemExit with the output's end on failure."""
+def digitexp(args: list[str], env: dict[str, str], timeout: float) -> float:
+    """``python -m digitexp ARGS``, its output into this part's log; its wall time.
+    SystemExit with the output's end when it fails."""
+    print(f"\n$ python -m digitexp {' '.join(args)}", flush=True)
     start = time.perf_counter()
-    with open(log, "a") as out:
-        out.write(f"\n$ python -m digitexp {' '.join(args)}\n")
-        out.flush()
-        proc = subprocess.run(
-            [sys.executable, "-m", "digitexp", *args],
-            cwd=common.REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=timeout,
-            check=False,
-        )
+    proc = subprocess.run(
+        [sys.executable, "-m", "digitexp", *args],
+        cwd=common.REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     seconds = time.perf_counter() - start
+    print(proc.stdout[-4000:], proc.stderr[-6000:], sep="\n", flush=True)
     common.say(f"digitexp {args[0]}: exit {proc.returncode} in {seconds:.1f} s")
     if proc.returncode != 0:
-        tail = log.read_text()[-1500:]
-        raise SystemExit(f"`digitexp {' '.join(args[:2])}` exited {proc.returncode}:\n{tail}")
+        last = (proc.stderr.strip().splitlines() or [""])[-1]
+        raise SystemExit(f"`digitexp {' '.join(args[:2])}` exited {proc.returncode}: {last}")
     return seconds
 
 
@@ -108,7 +108,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="e2e-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        log = work / "e2e-commands.log"
         root = common.data_root(args.data, dict(common.HW2), work)
         env = dict(os.environ)
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
@@ -143,7 +142,6 @@ def main() -> None:
                 *set_args,
             ],
             env,
-            log,
             args.timeout,
         )
         store = TrackingStore(env["MLFLOW_TRACKING_URI"])
@@ -168,7 +166,6 @@ def main() -> None:
                 str(device),
             ],
             env,
-            log,
             args.timeout,
         )
         searches = [
@@ -204,7 +201,6 @@ def main() -> None:
                 str(device),
             ],
             env,
-            log,
             args.timeout,
         )
         rows = list(csv.reader((out / "pred.csv").open())) if (out / "pred.csv").is_file() else []

@@ -1,11 +1,12 @@
 """Concurrent runs on one machine: aggregate training images/s of 1, 2, 4 ... runs at once.
 
 Each run is its own process with its own Trainer (as several ``run`` commands or queue workers
-would be), on the same synthetic set. The processes build their trainers, warm up, wait for
-each other, then train for ``--seconds`` in short chunks; the aggregate is the sum of their
-images/s over that common window. ``--threads`` sets ``train.threads`` in every run: ``auto``
-(the allotment of digitexp/engine/cpus.py), ``torch`` (torch's own default, every core in
-every run: how runs behaved before the allotment), or a number.
+would be), on the same synthetic set. The processes build their trainers and warm up; side by
+side they gauge their speed; then, started together, each trains about ``--seconds`` worth of
+steps in whole epochs (each ``train_epoch`` call counts the runs and sets its threads); the
+aggregate is every image over the union of their windows. ``--threads`` sets ``train.threads``
+in every run: ``auto`` (the allotment of digitexp/engine/cpus.py), ``torch`` (torch's own
+default, every core in every run: how runs behaved before the allotment), or a number.
 
 On a GPU (the kit's "packing" part): how many runs to put on one card. On the CPU (``make
 bench``: the demo config, 1 and 2 runs, ``--threads torch,auto``): what the CPU allotment does
@@ -32,8 +33,19 @@ from digitexp.data import load_data
 from digitexp.engine import Trainer
 
 
+def barrier(folder: Path, stage: str, n: int) -> None:
+    """Wait until the ``n`` runs reached ``stage``."""
+    (folder / f"{os.getpid()}.{stage}").touch()
+    deadline = time.monotonic() + 900
+    while len(list(folder.glob(f"*.{stage}"))) < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the other runs never reached {stage}")
+        time.sleep(0.01)
+
+
 def worker(args: argparse.Namespace) -> None:
-    """One run: build, warm up, wait for the others, train for the window, print JSON."""
+    """One run: build and warm up; with the others, gauge its speed; then, all together,
+    train about ``--seconds`` worth of steps (whole ``train_epoch`` calls, as a run does)."""
     device = common.device_of(args.device)
     overrides: dict[str, object] = {
         **common.limits(args.images, 8, 8),
@@ -46,31 +58,28 @@ def worker(args: argparse.Namespace) -> None:
     else:
         overrides["train.threads"] = args.threads if args.threads == "auto" else int(args.threads)
     cfg = common.experiment(args.model, args.data, device, args.weights, overrides)
+    ready = Path(args.ready)
     with tempfile.TemporaryDirectory(prefix="packing-") as tmp:
         trainer = Trainer(cfg, load_data(cfg.data), Path(tmp), progress=False)
         trainer.train_epoch(1, steps=args.warmup)
-        ready = Path(args.ready)
-        (ready / f"{os.getpid()}.ready").touch()
-        deadline = time.monotonic() + 600
-        while len(list(ready.glob("*.ready"))) < args.n:
-            if time.monotonic() > deadline:
-                raise SystemExit("the other runs never became ready")
-            time.sleep(0.01)
-        chunk = max(1, min(args.chunk, trainer.steps_per_epoch - 1 or 1))
-        images, epoch = 0, 1
-        common.sync(device)
-        start = time.perf_counter()
-        while time.perf_counter() - start < args.seconds:
+        barrier(ready, "warm", args.n)
+        gauge = trainer.train_epoch(2, steps=args.warmup)["train_images_per_s"]
+        target = max(args.warmup, round(args.seconds * gauge / cfg.train.batch_size))
+        barrier(ready, "go", args.n)
+        images, done, epoch = 0, 0, 2
+        start = time.time()  # wall clock: the parent compares the runs' windows
+        while done < target:
             epoch += 1
-            trainer.sampler.set_epoch(epoch)
-            batches = iter(trainer.sampler)  # the chunk's batches, to count its images
-            images += sum(len(next(batches)) for _ in range(chunk))
-            trainer.train_epoch(epoch, steps=chunk)
-        common.sync(device)
-        seconds = time.perf_counter() - start
+            steps = min(target - done, trainer.steps_per_epoch)
+            images += common.batch_images(trainer, epoch, steps)
+            trainer.train_epoch(epoch, steps=steps)
+            done += steps
+        end = time.time()
         threads, workers = torch.get_num_threads(), trainer.workers
     print(
-        json.dumps({"images": images, "seconds": seconds, "threads": threads, "workers": workers})
+        json.dumps(
+            {"images": images, "start": start, "end": end, "threads": threads, "workers": workers}
+        )
     )
 
 
@@ -104,8 +113,6 @@ def measure(args: argparse.Namespace, root: Path, n: int, threads: str) -> dict[
             str(args.seconds),
             "--warmup",
             str(args.warmup),
-            "--chunk",
-            str(args.chunk),
         ]
         procs = [
             subprocess.Popen(cmd, cwd=common.REPO, stdout=subprocess.PIPE, text=True)
@@ -116,9 +123,12 @@ def measure(args: argparse.Namespace, root: Path, n: int, threads: str) -> dict[
         codes = [p.returncode for p in procs]
         raise SystemExit(f"{n} runs, threads {threads}: a run failed (exit codes {codes})")
     runs = [json.loads(out.strip().splitlines()[-1]) for out in outs]
-    rates = [r["images"] / r["seconds"] for r in runs]
+    rates = [r["images"] / (r["end"] - r["start"]) for r in runs]
+    window = max(r["end"] for r in runs) - min(r["start"] for r in runs)
     return {
-        "aggregate": round(sum(rates), 2),
+        # every image over the union of the windows: a run that ends early does not inflate it
+        "aggregate": round(sum(r["images"] for r in runs) / window, 2),
+        "window_seconds": round(window, 1),
         "per_run": [round(r, 2) for r in rates],
         "threads": [r["threads"] for r in runs],
         "workers": [r["workers"] for r in runs],
@@ -130,12 +140,13 @@ def main() -> None:
     common.add_arguments(parser)
     parser.add_argument("--runs", default="1,2,4", help="how many runs at once, e.g. 1,2,4")
     parser.add_argument("--threads", default="auto", help="train.threads: auto, torch, N (list)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="the timed window")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="about how long the runs train together"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds (median)")
     parser.add_argument("--images", type=int, default=2000, help="training images per run")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=5, help="warm-up steps")
-    parser.add_argument("--chunk", type=int, default=10, help="steps per trainer call")
+    parser.add_argument("--warmup", type=int, default=5, help="warm-up (and gauge) steps")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ready", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
