@@ -34,6 +34,7 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
             *("--images", "600", "--seconds", "20", "--rounds", "2"),
         ],
     ),
+    ("run_figures.py", "run_figures.py", []),
 ]
 
 

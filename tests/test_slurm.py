@@ -102,7 +102,7 @@ def test_every_flag_maps_to_its_sbatch_line(spec_file: Path, synth_root: Path) -
         assert line in lines, line
     assert "torch.distributed.run" not in script
     for task, name in enumerate(("nms_0.5/s0", "nms_0.5/s1", "nms_0.3/s0", "nms_0.3/s1")):
-        assert f"#   task {task}: spec/{name}" in lines
+        assert f"#   task {task}: {name}" in lines
     assert "secret" not in script and manifest.tracking_uri == "http://user:***@mlflow:5000"
     # every #SBATCH line comes before the first command (sbatch stops reading there)
     first_command = next(i for i, x in enumerate(script.splitlines()) if x.startswith("export"))
@@ -442,10 +442,10 @@ def test_readme_recipe_on_a_real_slurm_with_one_task_preempted(
     log = (project / "slurm").glob(f"*/logs/{slurm_task}.out")
     text = next(log).read_text()
     assert "requeued; it resumes after its last epoch" in text
-    resumed = re.search(rf"resume spec/\S+ \({preempted}\) after epoch (\d+)", text)
+    resumed = re.search(rf"resume \S+ \({preempted}\) after epoch (\d+)", text)
     assert resumed is not None and int(resumed[1]) >= 1, text  # from a checkpoint
     assert "Slurm restart 1 of" in text
-    assert out.count("FINISHED") >= 4 and "browse the runs" in out  # the results table
+    assert out.count("FINISHED") >= 4 and "in the MLflow UI: http" in out  # the results table
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     listing = cli("runs", "--experiment", "spec")

@@ -11,6 +11,7 @@
 - :mod:`.hooks`: :class:`RunHook`, code that runs at the end of each epoch and of a run.
 - :mod:`.preemption`: a stop request (a scheduler's signal) ends training at a safe point,
   resumable (:class:`Preempted`).
+- :mod:`.serving`: a run's best checkpoint called on images, registered as an MLflow model.
 """
 
 from digitexp.engine.checkpoints import checkpoint_config, load_checkpoint, save_checkpoint

@@ -591,7 +591,7 @@ def _finish(
         names.BEST_EPOCH: float(trainer.stop.best_epoch),
         names.FINAL_TRAIN_LOSS: final_loss,
     }
-    summary.update({names.best_val_metric(k): v for k, v in val.items() if k != "map"})
+    summary.update({names.at_best_metric(k): v for k, v in val.items() if k != "map"})
     if test_metrics is not None:
         summary.update({names.test_metric(k): v for k, v in test_metrics.items()})
     tracker.log_metrics(summary)

@@ -26,7 +26,9 @@ class RunPlan:
 
     @property
     def name(self) -> str:
-        return f"{self.spec.name}/{self.variant}/s{self.seed}"
+        """The run's name: the variant first (what tells runs apart in the UI's table), then
+        the seed; the spec is the experiment (and the parent run's name)."""
+        return f"{self.variant}/s{self.seed}"
 
 
 @dataclass(frozen=True)

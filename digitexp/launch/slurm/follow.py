@@ -15,6 +15,7 @@ from digitexp.launch.slurm import scheduler
 from digitexp.launch.slurm.manifest import Manifest
 from digitexp.launch.slurm.scheduler import SlurmError
 from digitexp.launch.slurm.task import children, settle_parent
+from digitexp.metrics import METRIC_KEYS
 from digitexp.spec import Spec
 from digitexp.tracking import RunRecord, TrackingStore
 from digitexp.tracking import contract as names
@@ -93,8 +94,10 @@ def result_of(run: RunRecord) -> RunResult | None:
     """A finished run's results, from its summary metrics."""
     if run.status != "FINISHED" or names.BEST_VAL_MAP not in run.metrics:
         return None
-    prefix = names.best_val_metric("")
-    val = {k[len(prefix) :]: v for k, v in run.metrics.items() if k.startswith(prefix)}
+    val = {"map": run.metrics[names.BEST_VAL_MAP]}
+    for key in METRIC_KEYS:
+        if names.at_best_metric(key) in run.metrics:
+            val[key] = run.metrics[names.at_best_metric(key)]
     test_prefix = names.test_metric("")
     test = {k[len(test_prefix) :]: v for k, v in run.metrics.items() if k.startswith(test_prefix)}
     return RunResult(

@@ -19,7 +19,7 @@ from typing import Any
 
 from digitexp.common import files
 from digitexp.config import config_hash
-from digitexp.launch.jobs import end_with_error, invocation_name, invocation_tags
+from digitexp.launch.jobs import end_with_error, open_invocation
 from digitexp.launch.plans import RunPlan, preflight
 from digitexp.launch.slurm import scheduler
 from digitexp.launch.slurm.manifest import (
@@ -120,11 +120,8 @@ def prepare(
     preflight([p.cfg for p in plans], check_device=False)
     spec = plans[0].spec
     commit = git_commit(spec.path.resolve().parent)
-    parent = store.create_run(
-        experiment, invocation_name(spec, "-slurm"), invocation_tags(spec, commit)
-    )
+    parent = open_invocation(store, experiment, plans, commit, "slurm")
     try:
-        parent.log_text(spec.source, names.SPEC_PY)
         manifest = manifest_of(
             plans,
             experiment=experiment,

@@ -28,6 +28,7 @@ from digitexp.launch.jobs import Job, end_with_error, open_child, run_one
 from digitexp.launch.plans import RunOutcome, RunPlan, plan_runs, preflight
 from digitexp.launch.slurm import scheduler
 from digitexp.launch.slurm.manifest import Manifest, TaskEntry
+from digitexp.launch.story import conclude_invocation
 from digitexp.spec import load_spec
 from digitexp.tracking import (
     MlflowTracker,
@@ -130,7 +131,7 @@ def run_task(
         store.reopen_run(parent.run_id)
     commit = git_commit(plan.spec.path.resolve().parent)
     job = Job(plan, previous)
-    tracker = open_child(job, store, manifest.experiment, manifest.parent_run_id, commit)
+    tracker = open_child(job, store, manifest.experiment, manifest.parent_run_id, commit, bundle)
     if me is not None:
         tracker.set_tags({names.TAG_SLURM_JOB: me[0], names.TAG_SLURM_TASK: str(me[1])})
     if scheduler.restarts():
@@ -246,6 +247,7 @@ def _settle(store: TrackingStore, manifest: Manifest, final: bool) -> str | None
         status = "FAILED"
     else:
         status = "KILLED"
+    conclude_invocation(store, manifest.parent_run_id)
     parent = store.get_run(manifest.parent_run_id)
     if missing and not parent.tag(names.TAG_ERROR):  # else a task already said why
         tasks = ", ".join(f"{e.task} ({e.name})" for e in missing)
