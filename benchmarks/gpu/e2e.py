@@ -6,11 +6,14 @@ synthetic HW2-sized set (``--data``; the kit generates it), on the GPU path (the
 ``GPU_PATH`` settings as ``--set``), weights from the torch hub cache when there (else from
 scratch), one epoch limited to ``--steps`` training steps; validation and the test
 predictions on the whole splits (or ``--valid-limit`` / ``--test-limit``). Then ``search
-RUN_ID`` (``--trials``) and ``predict RUN_ID`` on ``--predict-images`` test images.
+RUN_ID`` (``--trials``), ``predict RUN_ID`` on ``--predict-images`` test images and
+``register RUN_ID``.
 
-Checked: the run FINISHED with every epoch metric, the summary metrics, its tags and
-artifacts (checkpoints, predictions, submission, error analysis); the search run exists
-with its candidate cache; predict wrote pred.json and pred.csv with a row per image.
+Checked: the run FINISHED, named ``final/s0``, with every epoch metric, the summary and
+``val_*_at_best`` metrics, its tags and artifacts (checkpoints, predictions, submission,
+error analysis, figures); the search run is nested under it with its candidate cache and
+its ``search/`` metrics; predict wrote pred.json and pred.csv with a row per image;
+``register`` logged the run's best checkpoint as an MLflow model.
 
 Figures: each command's wall time, and from the run's own metrics the epoch time at HW2
 size (the HW2 train split at the measured images/s + the measured validation) and the
@@ -34,6 +37,7 @@ from digitexp.tracking import TrackingStore
 from digitexp.tracking import contract as names
 
 EXPERIMENT = "gpu-check"
+RUN_NAME = "final/s0"  # the child run of `--variant final --seed 0`: `{variant}/s{seed}`
 
 
 def digitexp(args: list[str], env: dict[str, str], timeout: float) -> float:
@@ -67,7 +71,10 @@ def problems_of_run(store: TrackingStore, run_id: str, test_annotated: bool) -> 
         problems.append(f"status {run.status} ({run.tag(names.TAG_ERROR)})")
     history = store.metric_histories([run_id], names.EPOCH_METRICS)[run_id]
     problems += [f"no epoch metric {k}" for k in names.EPOCH_METRICS if not history.get(k)]
+    if run.name != RUN_NAME:
+        problems.append(f"run named {run.name!r}, not {RUN_NAME!r}")
     summary = [names.BEST_VAL_MAP, names.BEST_EPOCH, names.FINAL_TRAIN_LOSS]
+    summary += [names.at_best_metric(k) for k in ("map50", "map75", "digit_acc", "number_acc")]
     if test_annotated:
         summary += [names.TEST_MAP, names.TEST_NUMBER_ACC]
     problems += [f"no summary metric {k}" for k in summary if k not in run.metrics]
@@ -75,7 +82,14 @@ def problems_of_run(store: TrackingStore, run_id: str, test_annotated: bool) -> 
         if not run.tag(tag):
             problems.append(f"no tag {tag}")
     listed = set(store.list_artifacts(run_id))
-    for folder in (names.CHECKPOINTS, names.PREDICTIONS, names.TEST_PREDICTIONS, names.ANALYSIS):
+    folders = (
+        names.CHECKPOINTS,
+        names.PREDICTIONS,
+        names.TEST_PREDICTIONS,
+        names.ANALYSIS,
+        names.FIGURES,
+    )
+    for folder in folders:
         listed |= set(store.list_artifacts(run_id, folder))
     wanted = [
         names.CONFIG_JSON,
@@ -87,6 +101,8 @@ def problems_of_run(store: TrackingStore, run_id: str, test_annotated: bool) -> 
         f"{names.TEST_PREDICTIONS}/pred.csv",
         names.ANALYSIS_AP_BY_DIGIT,
         names.ANALYSIS_FAILURES,
+        names.CURVES_FIGURE,
+        names.PREDICTIONS_FIGURE,
     ]
     problems += [f"no artifact {a}" for a in wanted if a not in listed]
     return problems
@@ -176,11 +192,22 @@ def main() -> None:
         ]
         if len(searches) != 1 or searches[0].status != "FINISHED":
             problems.append(f"search: {len(searches)} finished search run(s) for {run.run_id}")
-        elif not any(
-            a.startswith(names.CANDIDATES)
-            for a in store.list_artifacts(searches[0].run_id, names.CANDIDATES)
-        ):
-            problems.append("search: no candidate cache logged")
+        else:
+            search = searches[0]
+            if not any(
+                a.startswith(names.CANDIDATES)
+                for a in store.list_artifacts(search.run_id, names.CANDIDATES)
+            ):
+                problems.append("search: no candidate cache logged")
+            wanted = [
+                names.SEARCH_TRIALS,
+                names.search_metric("default", "map"),
+                names.search_metric("best_map", "map"),
+                names.search_metric("best_number_acc", "number_acc"),
+            ]
+            problems += [f"search: no metric {k}" for k in wanted if k not in search.metrics]
+            if search.parent_id != run.run_id:
+                problems.append(f"search: not nested under {run.run_id}")
 
         images = work / "predict-images"
         images.mkdir(exist_ok=True)
@@ -206,6 +233,13 @@ def main() -> None:
         rows = list(csv.reader((out / "pred.csv").open())) if (out / "pred.csv").is_file() else []
         if not (out / "pred.json").is_file() or len(rows) != len(list(images.iterdir())) + 1:
             problems.append(f"predict: pred.json/pred.csv missing or short ({len(rows)} csv rows)")
+
+        try:  # the model path (mlflow.pyfunc with the carried wheels): a problem, not the end
+            seconds["register"] = digitexp(
+                ["register", run.run_id, "--name", EXPERIMENT], env, args.timeout
+            )
+        except SystemExit as exc:
+            problems.append(f"register: {exc}")
 
         run = store.get_run(run.run_id)
         history = store.metric_histories([run.run_id], names.TIMING_METRICS)[run.run_id]
