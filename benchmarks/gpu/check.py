@@ -8,7 +8,7 @@ default: the whole command stays under 9 minutes on 16 cores and one H200):
   env         the machine (device, driver, CUDA, torch...) and the carried dependencies
   throughput  ours vs the torchvision-reference-style loop, final config, peak memory; targets
   numerics    bf16 autocast vs fp32 on the same batches, 200 steps
-  e2e         run + search + predict through the CLI into sqlite, the tracking contract,
+  e2e         run + search + predict + register through the CLI into sqlite, the contract,
               the epoch time at HW2 size (-> the whole suite's projected time)
   ddp         torchrun with one process (NCCL): one finished run
   packing     1, 2, 4 concurrent runs on the one GPU: aggregate images/s
@@ -78,10 +78,10 @@ PARTS = (
     Part(
         "e2e",
         "e2e",
-        170,
+        185,
         "",
         "--model tiny --steps 3 --trials 3 --predict-images 4",
-        what="run + search + predict",
+        what="run + search + predict + register",
     ),
     Part(
         "ddp",
