@@ -7,7 +7,7 @@ EXTRAS := dev,svhn,fast,queue
 DATA ?= data/synth
 DEMO_SPEC ?= ablations/anchors.py
 
-.PHONY: install demo test test-fast report ui lint format bench data clean-store
+.PHONY: install demo test test-fast report ui lint format bench data clean-store gpu-wheels gpu-check gpu-dry-run
 
 install: $(STAMP)
 
@@ -48,3 +48,13 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# The GPU kit (benchmarks/results/README.md): wheels here, the check on a lent GPU machine.
+gpu-wheels:
+	bash benchmarks/gpu_check.sh prepare
+
+gpu-check:
+	bash benchmarks/gpu_check.sh
+
+gpu-dry-run: install
+	$(BIN)/python -m benchmarks.gpu.check --dry-run --device cpu

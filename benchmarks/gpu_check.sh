@@ -1,35 +1,36 @@
 #!/usr/bin/env bash
-# The GPU check, for a lent GPU machine (Python 3.12 with torch and torchvision, no network).
+# The GPU check in one command, for a lent GPU machine (Python 3.12 with torch and torchvision,
+# no network). benchmarks/results/README.md says how a session uses it.
 #
-#   1. here, with PyPI:   bash benchmarks/gpu_check.sh prepare
-#      puts into .whl/ the one wheel the GPU image lacks: pycocotools for CPython 3.12
-#      (numpy, pillow, opencv, matplotlib and tqdm are in the image already)
-#   2. there, from the repository root, carrying .whl:   bash benchmarks/gpu_check.sh
-#      runs benchmarks/train_throughput.py (ours vs the torchvision-style loop, final config)
-#      and a one-epoch smoke of the seed config; about 6 minutes, under 8.
+#   1. here, with PyPI:   bash benchmarks/gpu_check.sh prepare [--queue]     (make gpu-wheels)
+#      puts into .whl/ (git-ignored) the ~20 MiB of wheels the image lacks:
+#      benchmarks/gpu/requirements.txt (MLflow's client, Optuna, pycocotools, ...)
+#   2. there, from the repository root, carrying .whl:   bash benchmarks/gpu_check.sh [ARGS]
+#      installs the wheels into /tmp/site, then runs python -m benchmarks.gpu.check ARGS:
+#      every part (env, throughput, numerics, e2e, ddp, packing, compile) within 9 minutes,
+#      one JSON of results and gpu-check.log into $OUT (or /tmp/digitexp-gpu-check).
 #
-# Logs and JSON lines go to $OUT (or /tmp/digitexp-gpu-check).
-set -euo pipefail
+# Exit status: that of benchmarks.gpu.check (0 every part passed, 1 some failed: the JSON
+# says which and why); 2 when the wheels are missing or do not install.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "${1:-run}" = prepare ]; then
-  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 -d .whl pycocotools==2.0.11
-  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
-  ls -l .whl
-  exit 0
+if [ "${1:-}" = prepare ]; then
+  shift
+  exec bash benchmarks/gpu/wheels.sh "$@" .whl
 fi
 
-OUT="${OUT:-/tmp/digitexp-gpu-check}"
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
-} | tee "$OUT/device.txt"
-timeout 330 python3 benchmarks/train_throughput.py --device cuda 2>&1 | tee "$OUT/throughput.log"
-timeout 150 python3 benchmarks/seed_epoch.py --device cuda 2>&1 | tee "$OUT/seed_epoch.log"
-echo "gpu check done: $OUT"
+if ! ls .whl/*.whl >/dev/null 2>&1; then
+  echo "gpu_check.sh: no wheels in .whl/: run 'bash benchmarks/gpu_check.sh prepare' where PyPI" \
+    "is reachable, and carry .whl to this machine" >&2
+  exit 2
+fi
+site=${DIGITEXP_SITE:-/tmp/site}
+if ! python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target "$site" .whl/*.whl; then
+  echo "gpu_check.sh: the wheels in .whl/ did not install into $site (see above)" >&2
+  exit 2
+fi
+export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+export OUT="${OUT:-/tmp/digitexp-gpu-check}"
+python3 -m benchmarks.gpu.check --out "$OUT" "$@"

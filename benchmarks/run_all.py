@@ -1,40 +1,57 @@
 """`make bench`: every benchmark at CPU-friendly sizes, one JSON line each, then a summary.
 
-Each benchmark runs in its own process and prints, as its last line, one JSON object of its
-figures; this script collects those lines.
+Each benchmark runs in its own process (from the repository root; a dotted name runs as a
+module) and prints, as its last line, one JSON object of its figures; this script collects
+those lines.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS: list[tuple[str, list[str]]] = [
-    ("synth_rate.py", ["--images", "2000"]),
-    ("report_speed.py", ["--runs", "100", "--epochs", "20"]),
-    ("search_speed.py", []),
-    ("eval_speed.py", []),
-    ("bootstrap_speed.py", []),
-    ("train_throughput.py", []),
-    ("run_figures.py", []),
+REPO = HERE.parent
+# (name in the results, script in benchmarks/ or a module, arguments)
+BENCHMARKS: list[tuple[str, str, list[str]]] = [
+    ("synth_rate.py", "synth_rate.py", ["--images", "2000"]),
+    ("report_speed.py", "report_speed.py", ["--runs", "100", "--epochs", "20"]),
+    ("search_speed.py", "search_speed.py", []),
+    ("eval_speed.py", "eval_speed.py", []),
+    ("bootstrap_speed.py", "bootstrap_speed.py", []),
+    ("train_throughput.py", "train_throughput.py", []),
+    # the CPU allotment (train.threads): 1 run alone vs 2 side by side, torch's own threads
+    # (every core in every run) against auto (digitexp/engine/cpus.py)
+    (
+        "cpu_allotment",
+        "benchmarks.gpu.packing",
+        [
+            *("--device", "cpu", "--model", "demo", "--runs", "1,2", "--threads", "torch,auto"),
+            *("--images", "600", "--seconds", "20", "--rounds", "2"),
+        ],
+    ),
+    ("run_figures.py", "run_figures.py", []),
 ]
 
 
 def main() -> int:
     results: dict[str, object] = {}
     failed = []
-    for name, args in BENCHMARKS:
-        path = HERE / name
-        if not path.exists():
-            continue
-        print(f"== {name} {' '.join(args)}", flush=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    for name, target, args in BENCHMARKS:
+        if target.endswith(".py"):
+            command = [sys.executable, str(HERE / target)]
+        else:
+            command = [sys.executable, "-m", target]
+        print(f"== {name}: {' '.join(command[1:] + args)}", flush=True)
         start = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, str(path), *args], capture_output=True, text=True, check=False
+            [*command, *args], capture_output=True, text=True, check=False, cwd=REPO, env=env
         )
         lines = [line for line in proc.stdout.splitlines() if line.strip()]
         for line in lines[-4:]:

@@ -204,8 +204,12 @@ class TrainConfig:
     amp: bool = True
     device: str = "auto"
     seed: int = 0
-    # DataLoader worker processes; -1 = one per CPU core, at most 8.
+    # DataLoader worker processes; -1 = one per CPU of the run's allotment, at most 8.
     workers: int = 2
+    # torch's CPU threads: "auto" = the CPUs of the process's affinity (or Slurm's
+    # SLURM_CPUS_PER_TASK) divided among the digitexp runs on this machine, counted again each
+    # epoch (digitexp/engine/cpus.py); an integer is used as is.
+    threads: int | Literal["auto"] = "auto"
     # Read the loss back to the host every N steps (no sync on the other steps).
     log_every: int = 20
     # Stop each epoch after N batches (0 = the whole split); for smoke runs.
@@ -234,6 +238,11 @@ class TrainConfig:
         _require(self.grad_clip_norm >= 0, "train.grad_clip_norm", "must be >= 0 (0 = off)")
         _require(self.early_stop_patience >= 0, "train.early_stop_patience", "must be >= 0")
         _require(self.workers >= -1, "train.workers", "must be >= 0 (or -1 = one per core)")
+        _require(
+            self.threads == "auto" or self.threads >= 1,
+            "train.threads",
+            "must be >= 1 (or 'auto' = a share of this machine's CPUs)",
+        )
         _require(self.log_every >= 1, "train.log_every", "must be >= 1")
         _require(self.max_steps_per_epoch >= 0, "train.max_steps_per_epoch", "must be >= 0")
         _require(

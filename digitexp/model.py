@@ -395,6 +395,12 @@ def _float32_outputs(
     return output[0].float(), output[1].float()
 
 
+def _float32_level_outputs(
+    module: nn.Module, args: Any, output: tuple[list[torch.Tensor], list[torch.Tensor]]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    return [t.float() for t in output[0]], [t.float() for t in output[1]]
+
+
 def build_model(cfg: ModelConfig) -> FasterRCNN:
     """A Faster R-CNN for 11 classes (background + digits 0-9) with the configured knobs."""
     own_weights_file = cfg.weights not in ("DEFAULT", "none")
@@ -422,6 +428,10 @@ def build_model(cfg: ModelConfig) -> FasterRCNN:
                 new_anchors,
                 old_anchors,
             )
+    # under autocast the RPN head's bf16 deltas would make torchvision decode every proposal
+    # in bf16 (boxes.to(rel_codes.dtype): 8 bits of mantissa, steps of 4 px between 512 and
+    # 1024 px): decode, clip and NMS the proposals in float32
+    model.rpn.head.register_forward_hook(_float32_level_outputs)
 
     levels = _roi_featmaps(cfg)
     model.roi_heads.box_roi_pool = MultiScaleRoIAlign(

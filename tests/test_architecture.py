@@ -11,7 +11,7 @@ from conftest import REPO
 
 PACKAGE = REPO / "digitexp"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
-BENCHMARKS = sorted((REPO / "benchmarks").glob("*.py"))
+BENCHMARKS = sorted((REPO / "benchmarks").rglob("*.py"))
 
 
 @dataclass(frozen=True)

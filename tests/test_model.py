@@ -235,3 +235,19 @@ def test_box_predictor_outputs_float32_under_autocast() -> None:
         scores, deltas = model.roi_heads.box_predictor(head)
     assert head.dtype == torch.bfloat16
     assert scores.dtype == deltas.dtype == torch.float32
+
+
+def test_rpn_proposals_are_decoded_in_float32_under_autocast() -> None:
+    """torchvision decodes proposals in the dtype of the RPN head's deltas: bf16 ones would
+    quantize every proposal corner to 8 bits of mantissa (4 px steps between 512 and 1024)."""
+    model = build_model(ModelConfig(arch="tiny_fpn", fpn_channels=16, box_head_dim=32, **SMALL))
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        images, _ = model.transform([torch.rand(3, 60, 90)])
+        features = model.backbone(images.tensors)
+        level = next(iter(features.values()))
+        assert model.rpn.head.conv(level).dtype == torch.bfloat16  # autocast is on
+        logits, deltas = model.rpn.head(list(features.values()))
+        proposals, _ = model.rpn(images, features)
+    assert {t.dtype for t in logits + deltas} == {torch.float32}
+    assert proposals[0].dtype == torch.float32 and len(proposals[0]) > 0

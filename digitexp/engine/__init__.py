@@ -4,6 +4,7 @@
   :func:`fit` (epochs, checkpoints, early stopping, predictions, logging to a Tracker).
 - :mod:`.checkpoints`: save, load (``weights_only=True``), the config stored in one.
 - :mod:`.runtime`: device, AMP, autocast, loader workers, seeding, channels_last.
+- :mod:`.cpus`: the run's share of the machine's CPUs (``train.threads``), counted per epoch.
 - :mod:`.optim`: optimizer and learning-rate schedule.
 - :mod:`.distributed`: DDP set-up under torchrun and the collectives the loop uses.
 - :mod:`.inference`: batched inference; :mod:`.trained`: a trained run loaded for inference.

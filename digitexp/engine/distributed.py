@@ -10,6 +10,7 @@ MLflow and writes checkpoints. The backend is NCCL on GPUs and gloo on the CPU.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ import torch
 import torch.distributed as dist
 
 from digitexp.errors import ConfigError
+
+log = logging.getLogger("digitexp.train")
 
 
 @dataclass(frozen=True)
@@ -57,14 +60,15 @@ class Distributed:
 
 
 def from_env() -> Distributed | None:
-    """The DDP context when started by torchrun (WORLD_SIZE > 1), else None.
+    """The DDP context when started by torchrun (even with one process: the same path as
+    with several, NCCL included) or with WORLD_SIZE > 1, else None.
 
     Initializes the default process group once: NCCL for CUDA tensors and gloo for CPU
     tensors when CUDA is there (so CPU-side reductions and ``train.device=cpu`` work too),
     gloo alone otherwise.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if world <= 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
         return None
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -77,6 +81,7 @@ def from_env() -> Distributed | None:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+    log.info("torchrun: rank %d of %d, process group %s", rank, world, backend)
     return Distributed(rank, world, local_rank, backend)
 
 

@@ -30,17 +30,30 @@ def resolve_device(name: str) -> torch.device:
 
 
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16; None (fp32) on the CPU or with amp off."""
+    """bf16 where the GPU computes it natively (compute capability 8.0 and up: A100, H100,
+    ...), else fp16; None (fp32) on the CPU or with amp off."""
     if not cfg.amp or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native = torch.version.hip is not None or native_bf16(torch.cuda.get_device_capability(device))
+    return torch.bfloat16 if native else torch.float16
 
 
-def loader_workers(setting: int) -> int:
-    """``train.workers``; -1 means one per CPU core, at most 8."""
+def native_bf16(capability: tuple[int, int]) -> bool:
+    """Whether a CUDA GPU of this compute capability has bf16 tensor cores. Not
+    ``torch.cuda.is_bf16_supported()``: by default it also says yes where bf16 is only
+    emulated (a V100 or T4, much slower than fp16), and it asks the current device, not the
+    run's."""
+    return capability[0] >= 8
+
+
+def loader_workers(setting: int, cpus: int | None = None) -> int:
+    """``train.workers``; -1 means one per CPU of the run's allotment (``cpus``; default the
+    process's CPU affinity), at most 8."""
     if setting >= 0:
         return setting
-    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 4)
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 4
+    return max(1, min(8, cpus))
 
 
 def _to_channels_last(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -43,6 +43,7 @@ from digitexp.engine.checkpoints import (
     save_checkpoint,
     set_rng_state,
 )
+from digitexp.engine.cpus import CpuAllotment
 from digitexp.engine.distributed import Distributed
 from digitexp.engine.hooks import RunHook
 from digitexp.engine.inference import infer
@@ -153,7 +154,9 @@ class Trainer:
         if ctx is not None and self.device.type == "cuda":
             self.device = torch.device("cuda", ctx.local_rank)
         self.amp = amp_dtype(t, self.device)
-        self.workers = loader_workers(t.workers)
+        # this run's share of the machine's CPUs (train.threads), counted again every epoch
+        self.cpus = CpuAllotment(t.threads)
+        self.workers = loader_workers(t.workers, self.cpus.apply().threads)
         if not self.is_main:  # only rank 0 predicts the test split
             data = DataBundle(data.train, data.valid, None)
         self.sets = build_datasets(cfg, data, self.progress)
@@ -260,6 +263,7 @@ class Trainer:
         or ``train.max_steps_per_epoch``). Raises TrainingError on a non-finite loss."""
         t = self.cfg.train
         steps = self.steps_per_epoch if steps is None else steps
+        self.cpus.apply()
         self.model.train()
         sums = torch.zeros(len(names.LOSS_PARTS) + 1, device=self.device)
         done = images_seen = 0
@@ -396,6 +400,11 @@ class Trainer:
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)
 
+    def close(self) -> None:
+        """Leave the host's count of live runs (:mod:`digitexp.engine.cpus`); garbage
+        collection does it for a trainer never closed."""
+        self.cpus.close()
+
 
 # --------------------------------------------------------------------------- the run
 
@@ -423,7 +432,10 @@ def fit(
     data = data if data is not None else load_data(cfg.data)
     with _workdir(workdir) as wd:
         trainer = Trainer(cfg, data, wd, tracker=tracker, progress=progress, ctx=ctx)
-        return _fit(trainer, resume, hooks)
+        try:
+            return _fit(trainer, resume, hooks)
+        finally:
+            trainer.close()
 
 
 @contextmanager
