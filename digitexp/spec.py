@@ -75,6 +75,7 @@ class Spec:
     report_table: int | None = None
     final: bool = False
     preset: str | None = None
+    base_config: ExperimentConfig | None = None  # BASE, then the preset, then --set (no variant)
 
     def config(self, variant: str, seed: int | None = None) -> ExperimentConfig:
         """The resolved config of ``variant`` (with ``train.seed`` set when given)."""
@@ -272,6 +273,7 @@ def load_spec(
         raise _fail(path, f"BASE must be an ExperimentConfig, got {type(base).__name__}")
     variants = _variants(path, namespace.get("VARIANTS"))
     configs = {name: _resolve(path, base, v, preset, sets) for name, v in variants.items()}
+    base_config = _resolve(path, base, Variant("BASE"), preset, sets)
     return Spec(
         name=path.stem,
         path=path,
@@ -284,4 +286,5 @@ def load_spec(
         report_table=_report_table(path, namespace.get("REPORT_TABLE")),
         final=_final(path, namespace.get("FINAL")),
         preset=preset,
+        base_config=base_config,
     )

@@ -15,13 +15,13 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from digitexp.cli import analyze, anchors, data, predict, report, run, runs, search, ui
+from digitexp.cli import analyze, anchors, data, predict, report, run, runs, search, tune, ui
 from digitexp.cli.output import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from digitexp.errors import DigitexpError
 
 log = logging.getLogger("digitexp")
 
-COMMANDS = (run, runs, data, predict, report, search, ui, analyze, anchors)
+COMMANDS = (run, runs, data, predict, report, search, ui, analyze, anchors, tune)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,10 +15,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     store = TrackingStore()
     experiments = [args.experiment] if args.experiment else None
+    kinds = (names.KIND_TRAIN, names.KIND_TRIAL)  # tune trials are training runs too
     runs = [
         r
         for r in store.runs(experiments)
-        if r.tag(names.TAG_KIND, names.KIND_TRAIN) == names.KIND_TRAIN and r.parent_id
+        if r.tag(names.TAG_KIND, names.KIND_TRAIN) in kinds and r.parent_id
     ]
     if not runs:
         where = f"experiment {args.experiment!r}" if args.experiment else store.masked_uri
@@ -32,7 +33,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         rows.append(
             [run.run_id, run.experiment, run.name, text, run.tag(names.TAG_EPOCH) or "–", started]
         )
-        if state.name in ("failed", "killed", "stale"):
+        if run.tag(names.TAG_KIND) == names.KIND_TRIAL:  # a tune trial: its study retries it
+            if state.name in ("killed", "stale"):
+                study = run.tag(names.TAG_STUDY)
+                resumable.append(f"{run.run_id}: rerun `tune` with --study {study}")
+        elif state.name in ("failed", "killed", "stale"):
             spec = run.tag(names.TAG_SPEC) or run.experiment
             spec_path = run.tag(names.TAG_SPEC_PATH) or f"ablations/{spec}.py"
             where = "" if run.experiment == spec else f" --experiment {run.experiment}"

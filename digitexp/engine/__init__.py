@@ -11,7 +11,7 @@
 """
 
 from digitexp.engine.checkpoints import checkpoint_config, load_checkpoint, save_checkpoint
-from digitexp.engine.hooks import RunHook
+from digitexp.engine.hooks import RunHook, StopRun
 from digitexp.engine.inference import infer
 from digitexp.engine.trained import TrainedModel, load_trained_run, require_training_run
 from digitexp.engine.trainer import RunResult, Trainer, build_datasets, fit
@@ -19,6 +19,7 @@ from digitexp.engine.trainer import RunResult, Trainer, build_datasets, fit
 __all__ = [
     "RunHook",
     "RunResult",
+    "StopRun",
     "TrainedModel",
     "Trainer",
     "build_datasets",

@@ -12,14 +12,14 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from digitexp.config import config_hash, to_dict
 from digitexp.data import DataBundle
-from digitexp.engine import RunHook, RunResult, fit, load_checkpoint
+from digitexp.engine import RunHook, RunResult, StopRun, fit, load_checkpoint
 from digitexp.engine.distributed import Distributed
 from digitexp.errors import DigitexpError, TrainingError
 from digitexp.insight.hook import AnalysisHook
@@ -76,13 +76,22 @@ def run_tags(plan: RunPlan, commit: str) -> dict[str, str]:
 
 
 def open_child(
-    job: Job, store: TrackingStore, experiment: str, parent_id: str, commit: str
+    job: Job,
+    store: TrackingStore,
+    experiment: str,
+    parent_id: str,
+    commit: str,
+    *,
+    name: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> MlflowTracker:
     """The job's run, new or reopened; a new one gets spec.py and config.json at once (so
-    even a run killed while it sets up can be resumed)."""
+    even a run killed while it sets up can be resumed). ``name`` and ``tags`` (added to, or
+    replacing, :func:`run_tags`) are for launchers whose runs are not variant x seed runs."""
     if job.run is not None:
         return store.reopen_run(job.run.run_id)
-    tracker = store.create_run(experiment, job.plan.name, run_tags(job.plan, commit), parent_id)
+    all_tags = {**run_tags(job.plan, commit), **(tags or {})}
+    tracker = store.create_run(experiment, name or job.plan.name, all_tags, parent_id)
     try:
         tracker.log_text(job.plan.spec.source, names.SPEC_PY)
         tracker.log_dict(to_dict(job.plan.cfg), names.CONFIG_JSON)
@@ -102,8 +111,10 @@ def run_one(
     hooks: Sequence[RunHook] | None = None,
 ) -> RunOutcome:
     """Train the job in its run and end the run: FINISHED, FAILED on a non-finite loss (the
-    outcome says why; other runs go on), KILLED on Ctrl-C/SIGTERM (re-raised), FAILED with
-    the reason on any other error (re-raised). ``hooks``: :func:`run_hooks` by default."""
+    outcome says why; other runs go on), KILLED when a hook stopped it on purpose
+    (:class:`~digitexp.engine.StopRun`, e.g. a pruned trial: its tags and reason go onto the
+    run, the outcome says why), KILLED on Ctrl-C/SIGTERM (re-raised), FAILED with the reason on
+    any other error (re-raised). ``hooks``: :func:`run_hooks` by default."""
     plan = job.plan
     start = time.perf_counter()
     resumed_from: int | None = None
@@ -137,6 +148,12 @@ def run_one(
         end_with_error(store, tracker, "FAILED", str(exc))
         log.error("%s failed: %s", plan.name, exc)
         return outcome("FAILED", None, str(exc))
+    except StopRun as stop:
+        if stop.tags:
+            tracker.set_tags(stop.tags)
+        end_with_error(store, tracker, "KILLED", stop.reason)
+        log.info("%s stopped: %s", plan.name, stop.reason)
+        return outcome("KILLED", None, stop.reason)
     except KeyboardInterrupt:
         end_with_error(store, tracker, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
         raise

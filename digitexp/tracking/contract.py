@@ -30,13 +30,17 @@ TAG_EFFECTIVE_BATCH_SIZE = "digitexp.effective_batch_size"
 TAG_QUEUE = "digitexp.queue"  # the work queue (Optuna study) a worker's invocation serves
 TAG_SOURCE_RUN = "digitexp.source_run"  # a search run: the training run it searched
 TAG_SPLIT = "digitexp.split"  # a search run: the split it scored
-TAG_STUDY = "digitexp.study"  # a search run: its Optuna study
-TAG_BEST_SET = "digitexp.best_set"  # a search run: the --set line of its best thresholds
+TAG_STUDY = "digitexp.study"  # a search, tune or trial run: its Optuna study
+TAG_BEST_SET = "digitexp.best_set"  # a search or tune run: the --set line of its best trial
+TAG_TRIAL = "digitexp.trial"  # a trial run: the number of the Optuna trial that started it
+TAG_PRUNED = "digitexp.pruned"  # a pruned trial run (status KILLED): the epoch it stopped after
 PARENT_TAG = "mlflow.parentRunId"
 
 KIND_TRAIN = "train"  # one variant x seed (a child run)
 KIND_INVOCATION = "invocation"  # one `run` command or queue worker (a parent run)
 KIND_SEARCH = "search"  # one `search` command
+KIND_TUNE = "tune"  # one `tune` study (a parent run, shared by every worker of the study)
+KIND_TRIAL = "trial"  # one trial of a `tune` study (a child run of it)
 
 # --------------------------------------------------------------------------- metrics
 
@@ -106,6 +110,48 @@ def candidates_artifact(split: str, cap: int) -> str:
     """A search run's candidate cache of one split and per-image cap."""
     return f"{CANDIDATES}/{split}-cap{cap}.npz"
 
+
+# --------------------------------------------------------------------------- tune studies
+
+# metrics of a study's run (``tune``), rewritten by every worker when it ends
+TRIALS_COMPLETE = "trials_complete"
+TRIALS_PRUNED = "trials_pruned"
+TRIALS_FAILED = "trials_failed"
+EPOCHS_TRAINED = "epochs_trained"  # epochs every trial trained, together
+EPOCHS_PRUNED = "epochs_pruned"  # epochs the pruned trials did not train
+TRAIN_SECONDS = "train_seconds"  # training time of every trial (sum of epoch_seconds)
+PRUNED_SECONDS = "pruned_seconds"  # estimated: each pruned trial's epochs left x its epoch time
+TUNE_METRICS = (
+    TRIALS_COMPLETE,
+    TRIALS_PRUNED,
+    TRIALS_FAILED,
+    EPOCHS_TRAINED,
+    EPOCHS_PRUNED,
+    TRAIN_SECONDS,
+    PRUNED_SECONDS,
+)
+SPACE_PARAM_PREFIX = "space."  # a study's params: space.train.lr = log:1e-05:0.01
+
+
+def space_param(key: str) -> str:
+    """``train.lr`` -> ``space.train.lr``: the param of a study run holding a key's space."""
+    return f"{SPACE_PARAM_PREFIX}{key}"
+
+
+TRIALS_CSV = "trials.csv"  # every trial: state, settings, values, epochs, seconds, run
+BEST_SETTINGS = "best_settings.txt"  # the best trial as a --set line and a Variant(...) line
+TUNE_HISTORY_FIGURE = "optimization_history.png"
+TUNE_CURVES_FIGURE = "intermediate_values.png"  # each trial's val metric per epoch
+PARAM_IMPORTANCES_CSV = "param_importances.csv"
+PARAM_IMPORTANCES_FIGURE = "param_importances.png"
+TUNE_ARTIFACTS = (
+    TRIALS_CSV,
+    BEST_SETTINGS,
+    TUNE_HISTORY_FIGURE,
+    TUNE_CURVES_FIGURE,
+    PARAM_IMPORTANCES_CSV,
+    PARAM_IMPORTANCES_FIGURE,
+)
 
 # --------------------------------------------------------------------------- error analysis
 
