@@ -316,7 +316,11 @@ TRIAL_TAGS = (
 
 @pytest.mark.slow
 def test_trials_are_nested_runs_with_the_contract_and_the_command_resumes(
-    tmp_path: Path, synth_root: Path, empty_store_db: Path, cli
+    tmp_path: Path,
+    synth_root: Path,
+    empty_store_db: Path,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from conftest import new_store
 
@@ -329,8 +333,6 @@ def test_trials_are_nested_runs_with_the_contract_and_the_command_resumes(
         "train.epochs=2",
         "--sampler",
         "random",
-        "--sampler-seed",
-        "0",
     ]
     first = _tune(tmp_path, synth_root, *args, "--trials", "2")
     assert first.code == 0, first.err
@@ -398,37 +400,42 @@ def test_trials_are_nested_runs_with_the_contract_and_the_command_resumes(
     )
     assert config_hash(cfg) == best_run.data.tags[names.TAG_CONFIG_HASH]
 
-    # the same command resumes the study: exactly the requested new trials, same study run
-    again = _tune(tmp_path, synth_root, *args, "--trials", "1")
-    assert again.code == 0, again.err
-    assert "3 trial(s) in all" in again.out
+    # the same command resumes the study, here in two workers at once: exactly the requested
+    # new trials (one each), in the same study and under the same study run
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "digitexp", "tune", str(tmp_path / "ablations" / "spec.py"),
+            "--preset", "smoke", "--data", str(synth_root), *args, "--trials", "1"]  # fmt: skip
+    workers = [
+        subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    for worker in workers:
+        _out, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-3000:]
     runs = _runs(client)
     assert [r.info.run_id for r in _kind(runs, names.KIND_TUNE)] == [study_run.info.run_id]
-    assert len(_kind(runs, names.KIND_TRIAL)) == 3
+    assert len(_kind(runs, names.KIND_TRIAL)) == 4
     assert optuna.get_all_study_names(_storage(tmp_path)) == [study_name]
     study = optuna.load_study(study_name=study_name, storage=_storage(tmp_path))
-    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
     rows = _csv(_artifact(uri, study_run.info.run_id, names.TRIALS_CSV, tmp_path / "c"))
-    assert len(rows) == 3
+    assert len(rows) == 4
+    assert client.get_run(study_run.info.run_id).info.status == "FINISHED"
 
     # the report shows the study; `runs` lists its trials
-    report = run_subprocess(
-        "report",
-        "--ablations",
-        tmp_path / "ablations",
-        "--out",
-        tmp_path / "report",
-        env={"MLFLOW_TRACKING_URI": uri},
-        cwd=tmp_path,
-    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    report = cli("report", "--ablations", tmp_path / "ablations", "--out", tmp_path / "report")
     assert report.code == 0, report.err
     text = (tmp_path / "report" / "README.md").read_text()
     assert f"## Tune study `{study_name}`" in text
-    assert "3 complete, 0 pruned, 0 failed" in text
-    assert set_line in text
+    assert "4 complete, 0 pruned, 0 failed" in text
+    best_line = client.get_run(study_run.info.run_id).data.tags[names.TAG_BEST_SET]
+    assert best_line in text
     assert (tmp_path / "report" / "figures" / f"tune_{study_name}.png").is_file()
-    listing = run_subprocess("runs", env={"MLFLOW_TRACKING_URI": uri}, cwd=tmp_path)
-    assert listing.out.count("spec/BASE/t") == 3
+    listing = cli("runs")
+    assert listing.out.count("spec/BASE/t") == 4
 
 
 @pytest.mark.slow
@@ -513,9 +520,14 @@ def test_the_median_pruner_prunes_a_trial_below_the_median(
 
 
 @pytest.mark.slow
-def test_a_sigkilled_workers_trial_is_retried_in_the_same_run(
-    tmp_path: Path, synth_root: Path, empty_store_db: Path
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_workers_trial_is_retried_in_the_same_run(
+    sig: signal.Signals, tmp_path: Path, synth_root: Path, empty_store_db: Path
 ) -> None:
+    """SIGKILL: the worker cannot say anything; Optuna's heartbeat fails its trial and the
+    retry callback enqueues it again. SIGTERM (a scheduler's preemption, Ctrl-C): the run ends
+    KILLED and the worker enqueues its trial again itself. Either way the next worker resumes
+    the same MLflow run from its last checkpoint."""
     from conftest import new_store
 
     uri = new_store(tmp_path, empty_store_db)
@@ -546,8 +558,10 @@ def test_a_sigkilled_workers_trial_is_retried_in_the_same_run(
             if int(run.data.tags.get(names.TAG_EPOCH, 0)) >= 1:
                 killed = run.info.run_id
         time.sleep(0.1)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    victim.send_signal(sig)
+    assert victim.wait(timeout=120) == (130 if sig == signal.SIGTERM else -signal.SIGKILL)
+    if sig == signal.SIGTERM:
+        assert client.get_run(killed).info.status == "KILLED"  # it said so itself
 
     # the same command again: it retries the dead worker's trial (Optuna's heartbeat fails
     # it), resuming the same MLflow run, and runs its own new trial

@@ -39,6 +39,8 @@ def _figure(
     study: str, trials: Sequence[tuple[RunRecord, str]], histories: dict, key: str, path: Path
 ) -> Path:
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(6.5, 4))
     shown: set[str] = set()
     for run, state in trials:
@@ -53,6 +55,7 @@ def _figure(
         if state == "pruned":
             ax.plot(steps[-1], values[-1], marker="x", color="grey")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(key.replace("_", " "))
     ax.grid(alpha=0.3)
     if shown:

@@ -25,6 +25,8 @@ def plot_history(study: Any, objective: Objective, path: Path) -> Path:
     """Each trial's value by trial number (pruned trials: their best before they stopped),
     and the best so far."""
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     panels = _panels(objective)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
@@ -45,6 +47,7 @@ def plot_history(study: Any, objective: Objective, path: Path) -> Path:
         if ys:
             ax.step(xs, np.maximum.accumulate(ys), where="post", color="crimson", label="best")
         ax.set_xlabel("trial")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -57,6 +60,8 @@ def plot_curves(study: Any, objective: Objective, path: Path) -> Path:
     """The validation metric per epoch of every trial: complete solid, pruned grey dashed to
     the epoch it stopped after, failed dotted."""
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     metric = "map" if objective == "both" else objective
     key, label = CURVES[metric], PANELS[metric][1]
@@ -82,6 +87,7 @@ def plot_curves(study: Any, objective: Objective, path: Path) -> Path:
         elif t.state.name == "PRUNED":
             ax.plot(epochs[-1], curve[-1], marker="x", color="grey")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     if shown:
@@ -96,6 +102,7 @@ def plot_importances(
 ) -> Path:
     """Horizontal bars per objective (PED-ANOVA); a note when there is nothing to rank."""
     plt = pyplot()
+
     n = max(len(found), 1)
     fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 3.2), squeeze=False)
     if not found:

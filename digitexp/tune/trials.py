@@ -30,7 +30,7 @@ from digitexp.tracking import RunRecord, TrackingStore, run_state
 from digitexp.tracking import contract as names
 from digitexp.tracking.liveness import STALE_AFTER_SECONDS
 from digitexp.tune.pruning import TrialHook
-from digitexp.tune.space import Space
+from digitexp.tune.space import Space, value_text
 from digitexp.tune.study import EPOCH_METRIC, MLFLOW_RUN, Objective
 
 log = logging.getLogger("digitexp.tune")
@@ -68,6 +68,13 @@ class TrialRecord:
     minutes: float = 0.0
     retry_of: int | None = None
     note: str = ""
+
+
+def _scores(record: TrialRecord) -> str:
+    def text(value: float | None) -> str:
+        return "–" if value is None else f"{value:.4f}"
+
+    return f"val mAP {text(record.val_map)}, val Task-2 {text(record.val_number_acc)}"
 
 
 def frozen_trial(trial: Any) -> Any:
@@ -115,10 +122,16 @@ class TrialRunner:
         self.records.append(record)
         self.current = trial.number
         try:
-            return self._run(trial, frozen, values, record)
-        finally:
+            value = self._run(trial, frozen, values, record)
+        except KeyboardInterrupt:
+            raise  # ``current`` stays: the worker enqueues the trial again
+        except BaseException:
             self.current = None
+            raise
+        finally:
             record.minutes = (time.perf_counter() - start) / 60
+        self.current = None
+        return value
 
     def _run(
         self, trial: Any, frozen: Any, values: dict[str, Any], record: TrialRecord
@@ -136,6 +149,7 @@ class TrialRunner:
                 record.state = "PRUNED"
                 raise optuna.TrialPruned(previous.tag(names.TAG_ERROR))
         cfg = self._config(trial, values, previous)
+        data = self._data(trial, cfg)
         plan = RunPlan(self.spec, self.variant, self.seed, cfg)
         job = Job(plan, previous)
         tracker = open_child(
@@ -159,10 +173,17 @@ class TrialRunner:
         except BaseException:
             self.store.end_run(tracker.run_id, "FAILED")
             raise
+        settings = " ".join(f"{k}={value_text(v)}" for k, v in values.items())
         if previous is not None:
             log.info(
-                "trial %d resumes run %s (trial %s)", trial.number, previous.run_id, record.retry_of
+                "trial %d (%s) resumes run %s of trial %s",
+                trial.number,
+                settings,
+                previous.run_id,
+                record.retry_of,
             )
+        else:
+            log.info("trial %d: %s", trial.number, settings)
         hook = TrialHook(
             trial,
             EPOCH_METRIC.get(self.objective),
@@ -170,16 +191,17 @@ class TrialRunner:
             reported=set(frozen.intermediate_values),
             pruner_name=self.pruner,
         )
-        outcome = run_one(
-            job, tracker, self.store, self._data(cfg), self.progress, hooks=[*run_hooks(), hook]
-        )
+        outcome = run_one(job, tracker, self.store, data, self.progress, hooks=[*run_hooks(), hook])
         history = outcome.result.history if outcome.result is not None else hook.history
         self._record_history(trial, history, record)
         if outcome.status == "FINISHED" and outcome.result is not None:
-            return self._finished(trial, outcome.result, record)
+            value = self._finished(trial, outcome.result, record)
+            log.info("trial %d complete: %s", trial.number, _scores(record))
+            return value
         if hook.pruned_at is not None:
             trial.set_user_attr(PRUNED_AT, hook.pruned_at)
             record.state, record.note = "PRUNED", f"after epoch {hook.pruned_at}"
+            log.info("trial %d %s: %s", trial.number, outcome.error, _scores(record))
             raise optuna.TrialPruned(outcome.error)
         return self._failed(trial, outcome.error or outcome.status, record)
 
@@ -219,9 +241,13 @@ class TrialRunner:
             self._failed(trial, f"settings do not make a valid run: {exc}", None)
             raise AssertionError("unreachable") from None  # pragma: no cover
 
-    def _data(self, cfg: ExperimentConfig) -> DataBundle:
+    def _data(self, trial: Any, cfg: ExperimentConfig) -> DataBundle:
+        """The trial's data (validated once per data config), before its run exists."""
         if cfg.data not in self.bundles:
-            self.bundles[cfg.data] = load_data(cfg.data)
+            try:
+                self.bundles[cfg.data] = load_data(cfg.data)
+            except DigitexpError as exc:
+                self._failed(trial, f"the data does not load: {exc}", None)
         return self.bundles[cfg.data]
 
     def _record_history(
