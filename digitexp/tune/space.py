@@ -27,7 +27,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from digitexp.config import ExperimentConfig, apply_overrides, field_type, type_name
 from digitexp.errors import ConfigError, DigitexpError
@@ -235,7 +235,14 @@ def _parse_number(text: str, integer: bool, item: str, what: str) -> float | int
     return value
 
 
+def _number_type(hint: Any) -> Any:
+    """``int`` or ``float`` for a numeric key (``int | None`` counts as int), else ``hint``."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 and args[0] in (int, float) else hint
+
+
 def _range(item: str, key: str, kind: Kind, body: str, hint: Any) -> Dimension:
+    hint = _number_type(hint)
     integer = hint is int
     if kind == "float" and integer:
         raise _bad(item, f"{key} is an int: use int:LOW:HIGH[:STEP] or log:LOW:HIGH")
