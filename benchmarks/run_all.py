@@ -20,6 +20,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("eval_speed.py", []),
     ("bootstrap_speed.py", []),
     ("train_throughput.py", []),
+    ("run_figures.py", []),
 ]
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import shlex
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -447,6 +448,19 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 def parse_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     return dict(parse_set(item) for item in items)
+
+
+def format_set(key: str, value: Any) -> str:
+    """One ``--set`` item that :func:`parse_set` reads back as ``(key, value)``, quoted for a
+    shell where needed: ``train.epochs=3``, ``model.anchor_sizes=4,8,16``, ``data.root=data/x``."""
+    if isinstance(value, tuple | list):
+        text = ",".join(repr(v) for v in value) + ("," if len(value) == 1 else "")
+        text = text or "()"
+    elif isinstance(value, str) and parse_set(f"{key}={value}")[1] == value:
+        text = value
+    else:
+        text = repr(value)
+    return shlex.quote(f"{key}={text}")
 
 
 # --------------------------------------------------------------------------- flatten

@@ -76,6 +76,7 @@ class Spec:
     final: bool = False
     preset: str | None = None
     base_config: ExperimentConfig | None = None  # BASE, then the preset, then --set (no variant)
+    sets: Mapping[str, Any] = field(default_factory=dict)  # the --set overrides applied
 
     def config(self, variant: str, seed: int | None = None) -> ExperimentConfig:
         """The resolved config of ``variant`` (with ``train.seed`` set when given)."""
@@ -287,4 +288,5 @@ def load_spec(
         final=_final(path, namespace.get("FINAL")),
         preset=preset,
         base_config=base_config,
+        sets=dict(sets or {}),
     )

@@ -77,24 +77,29 @@ RULES = [
         "the foundations know nothing above them",
         {"errors", "common", "config", "presets", "spec", "lineage"},
         {"data", "model", "metrics", "submission", "tracking", "engine", "launch", "search"}
-        | {"insight", "report", "cli"},
+        | {"insight", "figures", "report", "cli"},
     ),
     (
         "data, the model and the metrics import no engine, launcher, search, report, CLI or "
         "tracking",
         {"data", "model", "metrics", "submission"},
-        {"tracking", "engine", "insight", "launch", "search", "report", "cli"},
+        {"tracking", "engine", "figures", "insight", "launch", "search", "report", "cli"},
     ),
     (
         "tracking knows MLflow, not what is tracked",
         {"tracking"},
         {"data", "model", "metrics", "submission", "engine", "launch", "search", "report"}
-        | {"insight", "cli", "spec", "lineage", "presets"},
+        | {"insight", "figures", "cli", "spec", "lineage", "presets"},
     ),
     (
-        "the engine trains; it does not analyse, launch, search or report",
-        {"engine"},
+        "figures draw what a run logged; they do not analyse, launch, search or report",
+        {"figures"},
         {"insight", "launch", "search", "report", "cli"},
+    ),
+    (
+        "the engine trains; it does not draw, analyse, launch, search or report",
+        {"engine"},
+        {"figures", "insight", "launch", "search", "report", "cli"},
     ),
     (
         "insight analyses runs; launchers, search, report and the CLI use it",

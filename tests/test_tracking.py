@@ -37,7 +37,11 @@ def test_the_documented_metrics_and_artifacts_are_the_contracts() -> None:
     for metric in (*names.EPOCH_METRICS, *names.SUMMARY_METRICS):
         assert f"`{metric}`" in section, metric
     for key in ("map50", "map75", "digit_acc", "number_acc"):
-        assert f"`{names.best_val_metric(key)}`" in section
+        assert f"`{names.at_best_metric(key)}`" in section
+    for metric in names.COMPARISON_METRICS:
+        assert f"`{metric}`" in section, metric
+    for artifact in (names.CURVES_FIGURE, names.PREDICTIONS_FIGURE):
+        assert f"`{artifact}`" in section, artifact
     for artifact in (
         names.CONFIG_JSON,
         names.SPEC_PY,

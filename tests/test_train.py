@@ -94,7 +94,7 @@ def test_parent_and_children_with_tags_and_params(smoke_run: dict) -> None:
     parents, children = _children(client, "tiny")
     assert len(parents) == 1 and len(children) == 2
     assert parents[0].info.status == "FINISHED"
-    assert {c.info.run_name for c in children} == {"tiny/nms_0.5/s0", "tiny/nms_0.3/s0"}
+    assert {c.info.run_name for c in children} == {"nms_0.5/s0", "nms_0.3/s0"}
     for child in children:
         assert child.info.status == "FINISHED"
         assert child.data.tags[contract.PARENT_TAG] == parents[0].info.run_id
@@ -244,7 +244,7 @@ def test_dry_run_prints_the_plan(tmp_path: Path, cli) -> None:
     spec = write_spec(tmp_path)
     result = cli("run", spec, "--preset", "smoke", "--dry-run", "--seed", "3")
     assert result.code == 0
-    assert "tiny/nms_0.5/s3" in result.out and "tiny/nms_0.3/s3" in result.out
+    assert "nms_0.5/s3: " in result.out and "nms_0.3/s3: " in result.out
     assert "model.box_nms_thresh=0.3" in result.out
 
 

@@ -15,13 +15,39 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from digitexp.cli import analyze, anchors, data, predict, report, run, runs, search, tune, ui
+from digitexp.cli import (
+    analyze,
+    anchors,
+    data,
+    predict,
+    register,
+    report,
+    run,
+    runs,
+    search,
+    slurm,
+    tune,
+    ui,
+)
 from digitexp.cli.output import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from digitexp.errors import DigitexpError
 
 log = logging.getLogger("digitexp")
 
-COMMANDS = (run, runs, data, predict, report, search, ui, analyze, anchors, tune)
+COMMANDS = (
+    run,
+    runs,
+    data,
+    predict,
+    report,
+    search,
+    register,
+    ui,
+    analyze,
+    anchors,
+    slurm,
+    tune,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +74,9 @@ def _setup_logging(verbose: bool) -> None:
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow prints a "View run ... at" line when a run on a server ends; digitexp prints the
+    # URL that opens the experiment's runs once, itself
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def _sigterm_interrupts() -> None:

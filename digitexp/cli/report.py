@@ -6,15 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from digitexp.cli.output import EXIT_OK
+from digitexp.cli.output import EXIT_OK, runs_url_line
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from digitexp.report import generate
     from digitexp.tracking import TrackingStore
 
+    store = TrackingStore()
     summary = generate(
-        TrackingStore(),
+        store,
         Path(args.out),
         ablations=Path(args.ablations),
         specs=args.spec,
@@ -25,6 +26,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         f"wrote {summary.out / 'README.md'}: {len(summary.specs)} spec(s), {summary.runs} run(s)"
         f" counted, {summary.left_out} left out, in {summary.seconds:.1f} s"
     )
+    for experiment in summary.experiments:
+        print(runs_url_line(store, experiment))
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no training runs in {where}")
         return EXIT_OK
     rows, resumable = [], []
+    on_slurm = any(run.tag(names.TAG_SLURM_JOB) for run in runs)
     for run in runs:
         state = run_state(run)
         text = state.name + (f": {state.reason[:60]}" if state.reason else "")
@@ -33,6 +34,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         rows.append(
             [run.run_id, run.experiment, run.name, text, run.tag(names.TAG_EPOCH) or "–", started]
         )
+        if on_slurm:  # the Slurm array job and task that trained it: JOB_TASK
+            job, task = run.tag(names.TAG_SLURM_JOB), run.tag(names.TAG_SLURM_TASK)
+            rows[-1].append(f"{job}_{task}" if job and task else "–")
         if run.tag(names.TAG_KIND) == names.KIND_TRIAL:  # a tune trial: its study retries it
             if state.name in ("killed", "stale"):
                 study = run.tag(names.TAG_STUDY)
@@ -42,7 +46,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
             spec_path = run.tag(names.TAG_SPEC_PATH) or f"ablations/{spec}.py"
             where = "" if run.experiment == spec else f" --experiment {run.experiment}"
             resumable.append(f"python -m digitexp run {spec_path}{where} --resume {run.run_id}")
-    print(table(rows, ["run id", "experiment", "name", "state", "epochs", "started"]))
+    header = ["run id", "experiment", "name", "state", "epochs", "started"]
+    print(table(rows, header + ["slurm"] * on_slurm))
     if resumable:
         print("\nto resume:")
         for line in resumable:

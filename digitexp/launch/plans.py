@@ -26,7 +26,9 @@ class RunPlan:
 
     @property
     def name(self) -> str:
-        return f"{self.spec.name}/{self.variant}/s{self.seed}"
+        """The run's name: the variant first (what tells runs apart in the UI's table), then
+        the seed; the spec is the experiment (and the parent run's name)."""
+        return f"{self.variant}/s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,16 @@ def plan_runs(
     return [RunPlan(spec, v, s, spec.config(v, seed=s)) for v in names for s in chosen_seeds]
 
 
-def preflight(configs: Sequence[ExperimentConfig]) -> dict[DataConfig, DataBundle]:
+def preflight(
+    configs: Sequence[ExperimentConfig], *, check_device: bool = True
+) -> dict[DataConfig, DataBundle]:
     """Validate data, device and model (anchors, RoI levels, weights) for every config; the
-    loaded data per data config."""
+    loaded data per data config. ``check_device=False`` when the runs train elsewhere (a
+    cluster's nodes have the GPUs a login node lacks)."""
     bundles: dict[DataConfig, DataBundle] = {}
     for cfg in configs:
-        resolve_device(cfg.train.device)
+        if check_device:
+            resolve_device(cfg.train.device)
         check_model(cfg.model)
         if cfg.data not in bundles:
             bundles[cfg.data] = load_data(cfg.data)

@@ -40,6 +40,7 @@ class ReportSummary:
     runs: int
     left_out: int
     seconds: float
+    experiments: tuple[str, ...] = ()  # the MLflow experiments of the counted runs
 
 
 def load_specs(ablations: Path) -> list[Spec]:
@@ -127,6 +128,7 @@ def generate(
         runs=sum(len(s.runs) for s in sections),
         left_out=sum(len(s.left_out) for s in sections),
         seconds=time.perf_counter() - start,
+        experiments=tuple(sorted({r.run.experiment for s in sections for r in s.runs})),
     )
 
 
@@ -134,11 +136,13 @@ def _header(store: TrackingStore, sections: Sequence[Section]) -> str:
     runs = sum(len(s.runs) for s in sections)
     presets = sorted({p for s in sections for p in s.presets()})
     roots = sorted({d for s in sections for d in s.data_roots()})
+    sets = sorted({o for s in sections for o in s.overrides()})
     return (
         "# digitexp report\n\n"
         f"Rebuilt by `python -m digitexp report` on {time.strftime('%Y-%m-%d %H:%M:%S %Z')} "
         f"from the MLflow store `{store.masked_uri}`: {runs} run(s) counted, "
-        f"preset(s) {', '.join(presets) or '–'}, data {', '.join(roots) or '–'}.\n\n"
+        f"preset(s) {', '.join(presets) or '–'}, overrides "
+        f"{', '.join(f'`{o}`' for o in sets) or '–'}, data {', '.join(roots) or '–'}.\n\n"
         "Which runs count: the latest FINISHED run per spec × variant × seed. Cells with "
         "several seeds are mean ± std (n). Δ is the difference of val mAP means to the spec's "
         "first variant with its 95% paired-bootstrap interval over validation images; **≈** "
@@ -160,18 +164,20 @@ def _write_section(
     ]
     if section.runs:
         lines[-1] += (
-            f" · preset(s) {', '.join(section.presets())} · data {', '.join(section.data_roots())}"
+            f" · preset(s) {', '.join(section.presets())} · overrides "
+            f"{', '.join(f'`{o}`' for o in section.overrides())} · data "
+            f"{', '.join(section.data_roots())}"
         )
     lines[-1] += "\n"
-    if len(section.presets()) > 1 or len(section.data_roots()) > 1:
+    if len(section.presets()) > 1 or len(section.data_roots()) > 1 or len(section.overrides()) > 1:
         lines.append(
-            "_These runs mix presets or data roots: compare with care, or rebuild with "
-            "`report --preset P`._\n"
+            "_These runs mix presets, overrides or data roots: compare with care, or rebuild "
+            "with `report --preset P`._\n"
         )
     table = markdown_table(section)
     files.write_text(out / "tables" / f"{name}.md", table)
     frame = csv_frame(section)
-    files.write_text(out / "tables" / f"{name}.csv", frame.to_csv(index=False, float_format="%.6g"))
+    files.write_csv(out / "tables" / f"{name}.csv", frame)
     if not section.runs:
         lines.append(
             f"No finished runs yet: `python -m digitexp run ablations/{spec.path.name}`.\n"

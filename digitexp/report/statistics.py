@@ -90,6 +90,11 @@ class Section:
     def data_roots(self) -> list[str]:
         return sorted({r.run.params.get("data.root", "?") for r in self.runs})
 
+    def overrides(self) -> list[str]:
+        """The ``--set`` lines the counted runs were made with (``none``; ``not recorded`` for
+        runs older than the tag)."""
+        return sorted({r.run.tag(names.TAG_OVERRIDES, "not recorded") for r in self.runs})
+
 
 def build_section(
     spec: Spec,

@@ -26,7 +26,7 @@ def _best_epoch_values(
     """(val mAP, val Task-2) at the run's best epoch: the logged summary of a finished run,
     else the epoch of highest val mAP it reached (a pruned trial)."""
     if names.BEST_VAL_MAP in run.metrics:
-        return run.metrics[names.BEST_VAL_MAP], run.metrics.get(names.best_val_metric("number_acc"))
+        return run.metrics[names.BEST_VAL_MAP], run.metrics.get(names.at_best_metric("number_acc"))
     maps = history.get(names.VAL_MAP, [])
     if not maps:
         return None, None

@@ -158,6 +158,7 @@ class TrialRunner:
             self.experiment,
             self.parent_id,
             self.commit,
+            data,
             name=f"{self.spec.name}/{self.variant}/t{trial.number}",
             tags={
                 names.TAG_KIND: names.KIND_TRIAL,
@@ -291,7 +292,7 @@ class TrialRunner:
         self, trial: Any, run: RunRecord, record: TrialRecord
     ) -> float | tuple[float, float]:
         val_map = float(run.metrics.get(names.BEST_VAL_MAP, 0.0))
-        number_acc = float(run.metrics.get(names.best_val_metric("number_acc"), 0.0))
+        number_acc = float(run.metrics.get(names.at_best_metric("number_acc"), 0.0))
         trial.set_user_attr(VAL_MAP, val_map)
         trial.set_user_attr(VAL_NUMBER_ACC, number_acc)
         record.state, record.val_map, record.val_number_acc = "COMPLETE", val_map, number_acc
