@@ -350,7 +350,7 @@ def test_trials_are_nested_runs_with_the_contract_and_the_command_resumes(
         assert set(TRIAL_TAGS) <= set(tags), set(TRIAL_TAGS) - set(tags)
         assert tags[names.TAG_STUDY] == study_name
         assert tags[names.TAG_VARIANT] == "BASE"
-        assert run.info.run_name == f"spec/BASE/t{tags[names.TAG_TRIAL]}"
+        assert run.info.run_name == f"BASE/t{tags[names.TAG_TRIAL]}"
         for key in names.EPOCH_METRICS:
             steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
             assert steps == [1, 2], key
@@ -375,8 +375,18 @@ def test_trials_are_nested_runs_with_the_contract_and_the_command_resumes(
         )
         assert tags[names.TAG_CONFIG_HASH] == config_hash(cfg)
 
-    # the study's run: its space, totals and results
+    # the study's run: its name, description, space, shared settings, totals and results
+    assert study_run.info.run_name.startswith(f"tune {study_name} · ")
     assert study_run.data.params[names.space_param("train.lr")] == "log:0.0001:0.01"
+    assert "train.lr" not in study_run.data.params  # a space key is no shared setting
+    assert study_run.data.params["train.epochs"] == "2"
+    final = client.get_run(study_run.info.run_id).data.tags[names.DESCRIPTION]
+    assert "train.lr" in final and "2 trial(s) complete, 0 pruned, 0 failed" in final
+    for run in trials:  # a trial's description: its results, then the values it trained with
+        text = run.data.tags[names.DESCRIPTION]
+        assert f"Trial **{run.data.tags[names.TAG_TRIAL]}** of study" in text
+        assert f"train.lr = {run.data.params['train.lr']}" in text
+        assert text.startswith("**best val mAP ")
     assert study_run.data.metrics[names.TRIALS_COMPLETE] == 2
     listed = {a.path for a in client.list_artifacts(study_run.info.run_id)}
     assert set(names.TUNE_ARTIFACTS) <= listed
@@ -435,7 +445,7 @@ def test_trials_are_nested_runs_with_the_contract_and_the_command_resumes(
     assert best_line in text
     assert (tmp_path / "report" / "figures" / f"tune_{study_name}.png").is_file()
     listing = cli("runs")
-    assert listing.out.count("spec/BASE/t") == 4
+    assert listing.out.count("BASE/t") == 4
 
 
 @pytest.mark.slow

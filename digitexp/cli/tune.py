@@ -7,7 +7,15 @@ import argparse
 import sys
 from typing import Any
 
-from digitexp.cli.output import EXIT_FAILED, EXIT_OK, add_config_args, fmt, overrides, table
+from digitexp.cli.output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_config_args,
+    fmt,
+    overrides,
+    runs_url_line,
+    table,
+)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -38,7 +46,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     plan = plan_tune(spec, request, default_uri())  # every check, before anything exists
     print(f"study {plan.study} in {mask_uri(plan.storage)}")
     print(f"space: {plan.space.text()} · pruner {plan.pruner} · sampler {args.sampler}")
-    outcome = tune(plan, request, TrackingStore())
+    store = TrackingStore()
+    outcome = tune(plan, request, store)
     keys = outcome.space.keys
     rows = []
     for r in outcome.records:
@@ -73,6 +82,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             f"{fmt(best.val_number_acc)})\n  {best.set_line()}\n  {best.variant_line()}"
         )
     print(f"MLflow run of the study: {outcome.parent_run} (experiment {outcome.experiment})")
+    print(runs_url_line(store, outcome.experiment))
     print(f"watch the study: optuna-dashboard {mask_uri(outcome.storage)}")
     failed = [r for r in outcome.records if r.state == "FAIL"]
     for r in failed:

@@ -53,6 +53,7 @@ class Job:
 
     plan: RunPlan
     run: RunRecord | None = None
+    description: str | None = None  # the run's (Markdown); default: what its variant changes
 
 
 def invocation_tags(spec: Spec, commit: str, **extra: str) -> dict[str, str]:
@@ -125,12 +126,11 @@ def open_child(
     *,
     name: str | None = None,
     tags: Mapping[str, str] | None = None,
-    description: str | None = None,
 ) -> MlflowTracker:
     """The job's run, new or reopened; a new one gets spec.py, config.json and its dataset
-    input at once (so even a run killed while it sets up can be resumed). ``name``, ``tags``
-    (added to, or replacing, :func:`run_tags`) and ``description`` are for launchers whose
-    runs are not variant x seed runs."""
+    input at once (so even a run killed while it sets up can be resumed). ``name`` and ``tags``
+    (added to, or replacing, :func:`run_tags`) are for launchers whose runs are not variant x
+    seed runs (they describe them with ``job.description``)."""
     if job.run is not None:
         return store.reopen_run(job.run.run_id)
     plan = job.plan
@@ -139,7 +139,7 @@ def open_child(
         name or plan.name,
         {**run_tags(plan, commit), **(tags or {})},
         parent_id,
-        description or child_description(plan),
+        job.description or child_description(plan),
     )
     try:
         tracker.log_text(plan.spec.source, names.SPEC_PY)
@@ -153,14 +153,18 @@ def open_child(
 
 
 def describe_result(
-    store: TrackingStore, tracker: MlflowTracker, plan: RunPlan, result: RunResult
+    store: TrackingStore,
+    tracker: MlflowTracker,
+    plan: RunPlan,
+    result: RunResult,
+    body: str | None = None,
 ) -> None:
     """A finished run's description: its results, then the figures it logged. A store that
     fails here is logged, not raised: the run trained and ends FINISHED."""
     try:
         logged = set(store.list_artifacts(tracker.run_id, names.FIGURES))
         figures = [f for f in (names.CURVES_FIGURE, names.PREDICTIONS_FIGURE) if f in logged]
-        tracker.set_description(finished_description(plan, tracker.run_id, result, figures))
+        tracker.set_description(finished_description(plan, tracker.run_id, result, figures, body))
     except TrackingError as exc:
         log.warning("%s: its description was not updated: %s", plan.name, exc)
 
@@ -236,7 +240,7 @@ def run_one(
         end_with_error(store, tracker, "FAILED", message)
         raise
     try:
-        describe_result(store, tracker, plan, result)
+        describe_result(store, tracker, plan, result, job.description)
     finally:
         store.end_run(tracker.run_id, "FINISHED")
     return outcome("FINISHED", result, None)

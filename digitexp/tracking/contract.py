@@ -158,14 +158,15 @@ def candidates_artifact(split: str, cap: int) -> str:
 
 # --------------------------------------------------------------------------- tune studies
 
-# metrics of a study's run (``tune``), rewritten by every worker when it ends
-TRIALS_COMPLETE = "trials_complete"
-TRIALS_PRUNED = "trials_pruned"
-TRIALS_FAILED = "trials_failed"
-EPOCHS_TRAINED = "epochs_trained"  # epochs every trial trained, together
-EPOCHS_PRUNED = "epochs_pruned"  # epochs the pruned trials did not train
-TRAIN_SECONDS = "train_seconds"  # training time of every trial (sum of epoch_seconds)
-PRUNED_SECONDS = "pruned_seconds"  # estimated: each pruned trial's epochs left x its epoch time
+# a study's run (``tune``): every metric under "tune/", rewritten after each trial
+TUNE_PREFIX = "tune/"
+TRIALS_COMPLETE = "tune/trials_complete"
+TRIALS_PRUNED = "tune/trials_pruned"
+TRIALS_FAILED = "tune/trials_failed"
+EPOCHS_TRAINED = "tune/epochs_trained"  # epochs every trial trained, together
+EPOCHS_PRUNED = "tune/epochs_pruned"  # epochs the pruned trials did not train
+TRAIN_SECONDS = "tune/train_seconds"  # training time of every trial (sum of epoch_seconds)
+PRUNED_SECONDS = "tune/pruned_seconds"  # estimated: each pruned trial's epochs left x epoch time
 TUNE_METRICS = (
     TRIALS_COMPLETE,
     TRIALS_PRUNED,

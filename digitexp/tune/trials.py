@@ -31,6 +31,7 @@ from digitexp.tracking import contract as names
 from digitexp.tracking.liveness import STALE_AFTER_SECONDS
 from digitexp.tune.pruning import TrialHook
 from digitexp.tune.space import Space, value_text
+from digitexp.tune.story import trial_description, trial_run_name
 from digitexp.tune.study import EPOCH_METRIC, MLFLOW_RUN, Objective
 
 log = logging.getLogger("digitexp.tune")
@@ -151,7 +152,9 @@ class TrialRunner:
         cfg = self._config(trial, values, previous)
         data = self._data(trial, cfg)
         plan = RunPlan(self.spec, self.variant, self.seed, cfg)
-        job = Job(plan, previous)
+        study = trial.study.study_name
+        description = trial_description(self.spec, study, self.variant, trial.number, values)
+        job = Job(plan, previous, description)
         tracker = open_child(
             job,
             self.store,
@@ -159,10 +162,10 @@ class TrialRunner:
             self.parent_id,
             self.commit,
             data,
-            name=f"{self.spec.name}/{self.variant}/t{trial.number}",
+            name=trial_run_name(self.variant, trial.number),
             tags={
                 names.TAG_KIND: names.KIND_TRIAL,
-                names.TAG_STUDY: trial.study.study_name,
+                names.TAG_STUDY: study,
                 names.TAG_TRIAL: str(trial.number),
             },
         )

@@ -21,15 +21,22 @@ from typing import Any
 
 from digitexp.common.progress import Progress
 from digitexp.config import ExperimentConfig, to_dict
-from digitexp.errors import ConfigError, RunNotFound, first_line
+from digitexp.errors import ConfigError, RunNotFound, TrackingError, first_line
 from digitexp.launch.jobs import invocation_tags
-from digitexp.launch.plans import preflight
+from digitexp.launch.plans import RunPlan, preflight
+from digitexp.launch.story import describe_experiment
 from digitexp.search.study import default_storage
 from digitexp.spec import Spec
 from digitexp.tracking import MlflowTracker, RunStatus, TrackingStore, git_commit, mask_uri
 from digitexp.tracking import contract as names
 from digitexp.tune.results import Best, log_results, totals
 from digitexp.tune.space import Space, parse_space
+from digitexp.tune.story import (
+    results_description,
+    study_description,
+    study_params,
+    study_run_name,
+)
 from digitexp.tune.study import (
     PARENT_RUN,
     Objective,
@@ -201,12 +208,25 @@ class Worker:
             names.TAG_KIND: names.KIND_TUNE,
             names.TAG_STUDY: self.plan.study,
         }
-        tracker = self.store.create_run(experiment, f"tune/{self.plan.study}", tags)
+        plan = self.plan
+        name = study_run_name(spec, plan.study)
+        description = study_description(
+            spec, plan.study, plan.variant, req.objective, plan.pruner, plan.space
+        )
+        tracker = self.store.create_run(experiment, name, tags, description=description)
         try:
             tracker.log_text(spec.source, names.SPEC_PY)
             tracker.log_dict(to_dict(self.plan.base), names.CONFIG_JSON)
+            describe_experiment(
+                self.store,
+                experiment,
+                spec,
+                name,
+                [RunPlan(spec, plan.variant, plan.seed, plan.base)],
+            )
             tracker.log_params(
                 {
+                    **study_params(plan.base, plan.space),
                     "objective": req.objective,
                     "variant": self.plan.variant,
                     "storage": mask_uri(self.plan.storage),
@@ -321,6 +341,12 @@ class Worker:
             self.best = log_results(
                 parent, self.study, self.plan.space, self.req.objective, Path(tmp)
             )
+        try:
+            base = self.store.get_run(self.parent_id).tag(names.DESCRIPTION)
+            best = [(b.label, b.number, b.set_line()) for b in self.best]
+            parent.set_description(results_description(base, totals(self.study), best))
+        except TrackingError as exc:  # the results are logged; only the summary is missing
+            log.warning("the study run's description was not updated: %s", first_line(exc))
 
     def _end(self, status: RunStatus) -> None:
         """Results, then the study run's status: FINISHED only when no other worker is still
