@@ -376,7 +376,7 @@ def test_trials_are_nested_runs_with_the_contract_and_the_command_resumes(
         assert tags[names.TAG_CONFIG_HASH] == config_hash(cfg)
 
     # the study's run: its name, description, space, shared settings, totals and results
-    assert study_run.info.run_name.startswith(f"tune {study_name} · ")
+    assert study_run.info.run_name.startswith(f"{study_name} · ")  # tune-spec-...
     assert study_run.data.params[names.space_param("train.lr")] == "log:0.0001:0.01"
     assert "train.lr" not in study_run.data.params  # a space key is no shared setting
     assert study_run.data.params["train.epochs"] == "2"

@@ -25,8 +25,9 @@ RESULTS_HEADING = "\n### Results\n"
 
 
 def study_run_name(spec: Spec, study: str) -> str:
-    """``tune lr-demo · Is the final config better? · demo``."""
-    parts = [f"tune {study}", short_question(spec.question)]
+    """``tune lr-demo · Is the final config better? · demo`` (a default study name, which
+    starts with ``tune-``, as it is)."""
+    parts = [study if study.startswith("tune") else f"tune {study}", short_question(spec.question)]
     if spec.preset:
         parts.append(spec.preset)
     return " · ".join(parts)
