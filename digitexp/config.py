@@ -385,6 +385,38 @@ def _section_fields(section: Any) -> dict[str, Any]:
     return get_type_hints(type(section))
 
 
+def _field_hint(sections: Mapping[str, Any], key: Any) -> Any:
+    """The type hint of dotted ``key``; ConfigError naming the key when there is none."""
+    if not isinstance(key, str) or key.count(".") != 1:
+        raise ConfigError(
+            f"{key!r}: override keys are 'section.field' with section one of {', '.join(sections)}"
+        )
+    section_name, field_name = key.split(".")
+    if section_name not in sections:
+        raise ConfigError(
+            f"{key}: unknown section {section_name!r} (allowed: {', '.join(sections)})"
+        )
+    hints = _section_fields(sections[section_name])
+    if field_name not in hints:
+        close = [n for n in hints if n.split("_")[0] == field_name.split("_")[0]]
+        hint = f" (did you mean {', '.join(section_name + '.' + c for c in close)}?)"
+        raise ConfigError(f"{key}: unknown key{hint if close else ''}")
+    return hints[field_name]
+
+
+def field_type(key: str) -> Any:
+    """The type of dotted config key ``key`` (``train.lr`` -> ``float``, ``model.anchor_sizes``
+    -> ``tuple[int, ...]``), for tools that generate values for a key (the tuner's spaces).
+    An unknown key raises ConfigError as :func:`apply_overrides` does."""
+    cfg = ExperimentConfig()
+    return _field_hint({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}, key)
+
+
+def type_name(hint: Any) -> str:
+    """A type as error messages name it: ``float``, ``'step' | 'cosine'``, ``tuple of int``."""
+    return _type_name(hint)
+
+
 def apply_overrides(cfg: ExperimentConfig, overrides: Mapping[str, Any]) -> ExperimentConfig:
     """Return ``cfg`` with dotted overrides applied, e.g. ``{"model.anchor_sizes": (4, 8)}``.
 
@@ -394,22 +426,9 @@ def apply_overrides(cfg: ExperimentConfig, overrides: Mapping[str, Any]) -> Expe
     sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     changes: dict[str, dict[str, Any]] = {name: {} for name in sections}
     for key, value in overrides.items():
-        if not isinstance(key, str) or key.count(".") != 1:
-            raise ConfigError(
-                f"{key!r}: override keys are 'section.field' with section one of "
-                f"{', '.join(sections)}"
-            )
+        hint = _field_hint(sections, key)
         section_name, field_name = key.split(".")
-        if section_name not in sections:
-            raise ConfigError(
-                f"{key}: unknown section {section_name!r} (allowed: {', '.join(sections)})"
-            )
-        hints = _section_fields(sections[section_name])
-        if field_name not in hints:
-            close = [n for n in hints if n.split("_")[0] == field_name.split("_")[0]]
-            hint = f" (did you mean {', '.join(section_name + '.' + c for c in close)}?)"
-            raise ConfigError(f"{key}: unknown key{hint if close else ''}")
-        changes[section_name][field_name] = _coerce(value, hints[field_name], key)
+        changes[section_name][field_name] = _coerce(value, hint, key)
     new_sections = {
         name: dataclasses.replace(section, **changes[name]) if changes[name] else section
         for name, section in sections.items()
@@ -503,10 +522,12 @@ __all__ = [
     "apply_overrides",
     "config_hash",
     "diff",
+    "field_type",
     "flatten",
     "from_dict",
     "parse_set",
     "parse_sets",
     "seed_config",
     "to_dict",
+    "type_name",
 ]

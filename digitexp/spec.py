@@ -75,6 +75,7 @@ class Spec:
     report_table: int | None = None
     final: bool = False
     preset: str | None = None
+    base_config: ExperimentConfig | None = None  # BASE, then the preset, then --set (no variant)
     sets: Mapping[str, Any] = field(default_factory=dict)  # the --set overrides applied
 
     def config(self, variant: str, seed: int | None = None) -> ExperimentConfig:
@@ -273,6 +274,7 @@ def load_spec(
         raise _fail(path, f"BASE must be an ExperimentConfig, got {type(base).__name__}")
     variants = _variants(path, namespace.get("VARIANTS"))
     configs = {name: _resolve(path, base, v, preset, sets) for name, v in variants.items()}
+    base_config = _resolve(path, base, Variant("BASE"), preset, sets)
     return Spec(
         name=path.stem,
         path=path,
@@ -285,5 +287,6 @@ def load_spec(
         report_table=_report_table(path, namespace.get("REPORT_TABLE")),
         final=_final(path, namespace.get("FINAL")),
         preset=preset,
+        base_config=base_config,
         sets=dict(sets or {}),
     )

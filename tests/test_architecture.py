@@ -109,6 +109,18 @@ RULES = [
     ("launchers, search and report are siblings", {"launch"}, {"search", "report", "cli"}),
     ("launchers, search and report are siblings", {"search"}, {"launch", "report", "cli"}),
     ("launchers, search and report are siblings", {"report"}, {"launch", "search", "cli"}),
+    (
+        "tune sits above the launchers and the search; the report reads its runs, not its code",
+        {"tune"},
+        {"report", "cli"},
+    ),
+    (
+        "tune sits above the launchers and the search; the report reads its runs, not its code",
+        {"errors", "common", "config", "presets", "spec", "lineage", "data", "model"}
+        | {"metrics", "submission", "tracking", "engine", "insight", "launch", "search"}
+        | {"report"},
+        {"tune"},
+    ),
 ]
 
 

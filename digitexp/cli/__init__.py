@@ -26,6 +26,7 @@ from digitexp.cli import (
     runs,
     search,
     slurm,
+    tune,
     ui,
 )
 from digitexp.cli.output import EXIT_BAD_INPUT, EXIT_INTERRUPTED
@@ -33,7 +34,20 @@ from digitexp.errors import DigitexpError
 
 log = logging.getLogger("digitexp")
 
-COMMANDS = (run, runs, data, predict, report, search, register, ui, analyze, anchors, slurm)
+COMMANDS = (
+    run,
+    runs,
+    data,
+    predict,
+    report,
+    search,
+    register,
+    ui,
+    analyze,
+    anchors,
+    slurm,
+    tune,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,10 +15,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     store = TrackingStore()
     experiments = [args.experiment] if args.experiment else None
+    kinds = (names.KIND_TRAIN, names.KIND_TRIAL)  # tune trials are training runs too
     runs = [
         r
         for r in store.runs(experiments)
-        if r.tag(names.TAG_KIND, names.KIND_TRAIN) == names.KIND_TRAIN and r.parent_id
+        if r.tag(names.TAG_KIND, names.KIND_TRAIN) in kinds and r.parent_id
     ]
     if not runs:
         where = f"experiment {args.experiment!r}" if args.experiment else store.masked_uri
@@ -36,7 +37,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if on_slurm:  # the Slurm array job and task that trained it: JOB_TASK
             job, task = run.tag(names.TAG_SLURM_JOB), run.tag(names.TAG_SLURM_TASK)
             rows[-1].append(f"{job}_{task}" if job and task else "–")
-        if state.name in ("failed", "killed", "stale"):
+        if run.tag(names.TAG_KIND) == names.KIND_TRIAL:  # a tune trial: its study retries it
+            if state.name in ("killed", "stale"):
+                study = run.tag(names.TAG_STUDY)
+                resumable.append(f"{run.run_id}: rerun `tune` with --study {study}")
+        elif state.name in ("failed", "killed", "stale"):
             spec = run.tag(names.TAG_SPEC) or run.experiment
             spec_path = run.tag(names.TAG_SPEC_PATH) or f"ablations/{spec}.py"
             where = "" if run.experiment == spec else f" --experiment {run.experiment}"

@@ -15,7 +15,7 @@
 """
 
 from digitexp.engine.checkpoints import checkpoint_config, load_checkpoint, save_checkpoint
-from digitexp.engine.hooks import RunHook
+from digitexp.engine.hooks import RunHook, StopRun
 from digitexp.engine.inference import infer
 from digitexp.engine.preemption import Preempted
 from digitexp.engine.trained import TrainedModel, load_trained_run, require_training_run
@@ -25,6 +25,7 @@ __all__ = [
     "Preempted",
     "RunHook",
     "RunResult",
+    "StopRun",
     "TrainedModel",
     "Trainer",
     "build_datasets",

@@ -5,6 +5,8 @@ Subclass :class:`RunHook`, override what you need, and hand instances to :func:`
 launchers hand every run the hooks of :func:`digitexp.launch.jobs.run_hooks`). Hooks are
 called on the process that logs (rank 0 under torchrun), after the epoch's metrics and
 checkpoints are logged, so a hook that raises (a pruned trial, say) leaves a resumable run.
+A hook that means to end the run there raises :class:`StopRun`: the launcher ends the run
+KILLED with the hook's reason and tags, its checkpoints kept (``launch.jobs.run_one``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from digitexp.metrics import Detections
 
 if TYPE_CHECKING:
     from digitexp.engine.trainer import RunResult, Trainer
+
+
+class StopRun(Exception):
+    """Raised by a hook's ``epoch_end`` to end the run after that epoch on purpose (a pruned
+    trial): not an error; ``reason`` and ``tags`` go onto the run, which ends KILLED."""
+
+    def __init__(self, reason: str, tags: Mapping[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.tags = dict(tags or {})
 
 
 class RunHook:

@@ -60,10 +60,12 @@ class TrainedModel:
 
 
 def require_training_run(run: RunRecord) -> None:
-    """TrackingError unless ``run`` is a variant x seed run of ``digitexp run``."""
-    if run.tag(names.TAG_KIND, names.KIND_TRAIN) != names.KIND_TRAIN or run.parent_id is None:
+    """TrackingError unless ``run`` is a variant x seed run of ``digitexp run`` or a trial of
+    ``digitexp tune``."""
+    kind = run.tag(names.TAG_KIND, names.KIND_TRAIN)
+    if kind not in (names.KIND_TRAIN, names.KIND_TRIAL) or run.parent_id is None:
         raise TrackingError(
-            f"run {run.run_id} ({run.name}) is not a training run of `digitexp run` "
+            f"run {run.run_id} ({run.name}) is not a training run of `digitexp run` or `tune` "
             "(pick a child run: `python -m digitexp runs` lists them)"
         )
 

@@ -12,7 +12,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 from digitexp.config import config_hash, to_dict
 from digitexp.data import DataBundle
 from digitexp.data.fingerprint import fingerprint
-from digitexp.engine import Preempted, RunHook, RunResult, fit, load_checkpoint
+from digitexp.engine import Preempted, RunHook, RunResult, StopRun, fit, load_checkpoint
 from digitexp.engine.distributed import Distributed
 from digitexp.errors import DigitexpError, TrackingError, TrainingError
 from digitexp.figures.hook import RunFigures
@@ -53,6 +53,7 @@ class Job:
 
     plan: RunPlan
     run: RunRecord | None = None
+    description: str | None = None  # the run's (Markdown); default: what its variant changes
 
 
 def invocation_tags(spec: Spec, commit: str, **extra: str) -> dict[str, str]:
@@ -122,14 +123,23 @@ def open_child(
     parent_id: str,
     commit: str,
     data: DataBundle,
+    *,
+    name: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> MlflowTracker:
     """The job's run, new or reopened; a new one gets spec.py, config.json and its dataset
-    input at once (so even a run killed while it sets up can be resumed)."""
+    input at once (so even a run killed while it sets up can be resumed). ``name`` and ``tags``
+    (added to, or replacing, :func:`run_tags`) are for launchers whose runs are not variant x
+    seed runs (they describe them with ``job.description``)."""
     if job.run is not None:
         return store.reopen_run(job.run.run_id)
     plan = job.plan
     tracker = store.create_run(
-        experiment, plan.name, run_tags(plan, commit), parent_id, child_description(plan)
+        experiment,
+        name or plan.name,
+        {**run_tags(plan, commit), **(tags or {})},
+        parent_id,
+        job.description or child_description(plan),
     )
     try:
         tracker.log_text(plan.spec.source, names.SPEC_PY)
@@ -143,14 +153,18 @@ def open_child(
 
 
 def describe_result(
-    store: TrackingStore, tracker: MlflowTracker, plan: RunPlan, result: RunResult
+    store: TrackingStore,
+    tracker: MlflowTracker,
+    plan: RunPlan,
+    result: RunResult,
+    body: str | None = None,
 ) -> None:
     """A finished run's description: its results, then the figures it logged. A store that
     fails here is logged, not raised: the run trained and ends FINISHED."""
     try:
         logged = set(store.list_artifacts(tracker.run_id, names.FIGURES))
         figures = [f for f in (names.CURVES_FIGURE, names.PREDICTIONS_FIGURE) if f in logged]
-        tracker.set_description(finished_description(plan, tracker.run_id, result, figures))
+        tracker.set_description(finished_description(plan, tracker.run_id, result, figures, body))
     except TrackingError as exc:
         log.warning("%s: its description was not updated: %s", plan.name, exc)
 
@@ -165,10 +179,12 @@ def run_one(
     hooks: Sequence[RunHook] | None = None,
 ) -> RunOutcome:
     """Train the job in its run and end the run: FINISHED, FAILED on a non-finite loss (the
-    outcome says why; other runs go on), KILLED on Ctrl-C/SIGTERM (re-raised), KILLED and
-    tagged preempted on a stop request (Preempted, re-raised: the run resumes from its last
-    epoch), FAILED with the reason on any other error (re-raised). ``hooks``:
-    :func:`run_hooks` by default."""
+    outcome says why; other runs go on), KILLED when a hook stopped it on purpose
+    (:class:`~digitexp.engine.StopRun`, e.g. a pruned trial: its tags and reason go onto the
+    run, the outcome says why), KILLED on Ctrl-C/SIGTERM (re-raised), KILLED and tagged
+    preempted on a stop request (Preempted, re-raised: the run resumes from its last epoch),
+    FAILED with the reason on any other error (re-raised). ``hooks``: :func:`run_hooks` by
+    default."""
     plan = job.plan
     start = time.perf_counter()
     resumed_from: int | None = None
@@ -202,6 +218,12 @@ def run_one(
         end_with_error(store, tracker, "FAILED", str(exc))
         log.error("%s failed: %s", plan.name, exc)
         return outcome("FAILED", None, str(exc))
+    except StopRun as stop:
+        if stop.tags:
+            tracker.set_tags(stop.tags)
+        end_with_error(store, tracker, "KILLED", stop.reason)
+        log.info("%s stopped: %s", plan.name, stop.reason)
+        return outcome("KILLED", None, stop.reason)
     except KeyboardInterrupt:
         end_with_error(store, tracker, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
         raise
@@ -218,7 +240,7 @@ def run_one(
         end_with_error(store, tracker, "FAILED", message)
         raise
     try:
-        describe_result(store, tracker, plan, result)
+        describe_result(store, tracker, plan, result, job.description)
     finally:
         store.end_run(tracker.run_id, "FINISHED")
     return outcome("FINISHED", result, None)

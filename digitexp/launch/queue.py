@@ -59,7 +59,12 @@ def queue_name(plans: Sequence[RunPlan], experiment: str) -> str:
     return f"digitexp-{plans[0].spec.name}-{experiment}-{digest.hexdigest()[:10]}"
 
 
-def _storage(url: str, heartbeat: float) -> Any:
+def heartbeat_storage(
+    url: str, heartbeat: float, *, inherit_intermediate_values: bool = False
+) -> Any:
+    """An Optuna RDB storage whose running trials beat every ``heartbeat`` seconds; a trial
+    silent for 3x that is failed as stale and enqueued again (up to 3 times) with its params
+    and user attrs (and, with ``inherit_intermediate_values``, its reported values)."""
     import inspect
 
     import optuna
@@ -67,11 +72,15 @@ def _storage(url: str, heartbeat: float) -> Any:
     storages = optuna.storages
     # Optuna 4.9 renamed the stale-trial callback; take whichever this Optuna has
     if "heartbeat_stale_trial_callback" in inspect.signature(storages.RDBStorage).parameters:
-        retry = {
-            "heartbeat_stale_trial_callback": storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
-        }
+        callback = storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=3, inherit_intermediate_values=inherit_intermediate_values
+        )
+        retry = {"heartbeat_stale_trial_callback": callback}
     else:  # Optuna < 4.9
-        retry = {"failed_trial_callback": storages.RetryFailedTrialCallback(max_retry=3)}
+        callback = storages.RetryFailedTrialCallback(
+            max_retry=3, inherit_intermediate_values=inherit_intermediate_values
+        )
+        retry = {"failed_trial_callback": callback}
     # a sqlite queue (one machine) waits for its lock instead of failing a heartbeat
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     for attempt in range(SCHEMA_ATTEMPTS):
@@ -90,7 +99,7 @@ def _storage(url: str, heartbeat: float) -> Any:
                 time.sleep(0.5 + attempt)
                 continue
             raise QueueError(
-                f"{mask_uri(url)}: cannot open the queue storage ({mask_text(first)})"
+                f"{mask_uri(url)}: cannot open the Optuna storage ({mask_text(first)})"
             ) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -127,7 +136,7 @@ def open_queue(url: str, plans: Sequence[RunPlan], experiment: str, heartbeat: f
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage = _storage(url, heartbeat)
+    storage = heartbeat_storage(url, heartbeat)
     name = queue_name(plans, experiment)
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize")

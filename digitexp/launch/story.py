@@ -141,9 +141,14 @@ def child_description(plan: RunPlan) -> str:
 
 
 def finished_description(
-    plan: RunPlan, run_id: str, result: RunResult, figures: Sequence[str]
+    plan: RunPlan,
+    run_id: str,
+    result: RunResult,
+    figures: Sequence[str],
+    body: str | None = None,
 ) -> str:
-    """A finished child's description: its results first, then its figures."""
+    """A finished child's description: its results first, then ``body`` (default: what its
+    variant changes), then its figures."""
     val = result.val
     head = (
         f"**best val mAP {result.best_val_map:.4f}** at epoch {result.best_epoch} of "
@@ -155,7 +160,7 @@ def finished_description(
             f" · test mAP {result.test.get('map', float('nan')):.4f} · test Task-2 "
             f"{result.test.get('number_acc', float('nan')):.4f}"
         )
-    lines = [head, "", child_description(plan)]
+    lines = [head, "", body or child_description(plan)]
     lines += [f"{artifact_markdown(run_id, path)}\n" for path in figures]
     return "\n".join(lines) + "\n"
 

@@ -2,7 +2,8 @@
 
 Reads only the tracking contract (any tracking URI). Specs come in the report's order (their
 ``REPORT_TABLE``, then others by name); each gets a section: its table (:mod:`.tables`), its
-figures (:mod:`.figures`), the runs left out; then the threshold searches (:mod:`.searches`).
+figures (:mod:`.figures`), the runs left out; then the threshold searches (:mod:`.searches`)
+and the tune studies (:mod:`.tuning`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from digitexp.report.searches import search_section
 from digitexp.report.selection import HISTORY_KEYS, select_runs
 from digitexp.report.statistics import Section, build_section, final_spread
 from digitexp.report.tables import csv_frame, final_config_table, markdown_table
+from digitexp.report.tuning import tune_sections
 from digitexp.spec import Spec, load_spec
 from digitexp.tracking import TrackingStore
 from digitexp.tracking import contract as names
@@ -85,7 +87,8 @@ def generate(
     (out / "figures").mkdir(parents=True, exist_ok=True)
     all_runs = store.runs()
     if not any(
-        r.tag(names.TAG_KIND, names.KIND_TRAIN) == names.KIND_TRAIN and r.parent_id
+        r.tag(names.TAG_KIND, names.KIND_TRAIN) in (names.KIND_TRAIN, names.KIND_TRIAL)
+        and r.parent_id
         for r in all_runs
     ):
         raise ReportError(
@@ -116,6 +119,7 @@ def generate(
     searches = search_section(all_runs)
     if searches:
         body.append(searches)
+    body.extend(tune_sections(all_runs, store, out))
     header = _header(store, sections)
     files.write_text(out / "README.md", header + "\n".join(body))
     return ReportSummary(

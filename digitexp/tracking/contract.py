@@ -30,13 +30,15 @@ TAG_EFFECTIVE_BATCH_SIZE = "digitexp.effective_batch_size"
 TAG_QUEUE = "digitexp.queue"  # the work queue (Optuna study) a worker's invocation serves
 TAG_SOURCE_RUN = "digitexp.source_run"  # a search run: the training run it searched
 TAG_SPLIT = "digitexp.split"  # a search run: the split it scored
-TAG_STUDY = "digitexp.study"  # a search run: its Optuna study
-TAG_BEST_SET = "digitexp.best_set"  # a search run: one `--set` line per best choice
+TAG_STUDY = "digitexp.study"  # a search, tune or trial run: its Optuna study
+TAG_BEST_SET = "digitexp.best_set"  # a search or tune run: the --set line of its best trial
 TAG_OVERRIDES = "digitexp.overrides"  # parent, child: the `--set` line that applied, or "none"
 TAG_BEST_VARIANT = "digitexp.best_variant"  # a parent: the variant of highest mean val mAP
 TAG_SLURM_JOB = "digitexp.slurm_job"  # the Slurm (array) job id the run was trained in
 TAG_SLURM_TASK = "digitexp.slurm_task"  # a child run: its task id in the Slurm job array
 TAG_PREEMPTED = "digitexp.preempted"  # times training stopped early, resumable, on request
+TAG_TRIAL = "digitexp.trial"  # a trial run: the number of the Optuna trial that started it
+TAG_PRUNED = "digitexp.pruned"  # a pruned trial run (status KILLED): the epoch it stopped after
 PARENT_TAG = "mlflow.parentRunId"
 
 # MLflow's own tags, which its UI reads (the run table's Source, Version, User, Description)
@@ -51,6 +53,8 @@ VIEW_KEY = "digitexp"  # experiment tag mlflow.sharedViewState.digitexp: the pri
 KIND_TRAIN = "train"  # one variant x seed (a child run)
 KIND_INVOCATION = "invocation"  # one `run` command or queue worker (a parent run)
 KIND_SEARCH = "search"  # one `search` command
+KIND_TUNE = "tune"  # one `tune` study (a parent run, shared by every worker of the study)
+KIND_TRIAL = "trial"  # one trial of a `tune` study (a child run of it)
 
 # --------------------------------------------------------------------------- metrics
 
@@ -151,6 +155,49 @@ def candidates_artifact(split: str, cap: int) -> str:
     """A search run's candidate cache of one split and per-image cap."""
     return f"{CANDIDATES}/{split}-cap{cap}.npz"
 
+
+# --------------------------------------------------------------------------- tune studies
+
+# a study's run (``tune``): every metric under "tune/", rewritten after each trial
+TUNE_PREFIX = "tune/"
+TRIALS_COMPLETE = "tune/trials_complete"
+TRIALS_PRUNED = "tune/trials_pruned"
+TRIALS_FAILED = "tune/trials_failed"
+EPOCHS_TRAINED = "tune/epochs_trained"  # epochs every trial trained, together
+EPOCHS_PRUNED = "tune/epochs_pruned"  # epochs the pruned trials did not train
+TRAIN_SECONDS = "tune/train_seconds"  # training time of every trial (sum of epoch_seconds)
+PRUNED_SECONDS = "tune/pruned_seconds"  # estimated: each pruned trial's epochs left x epoch time
+TUNE_METRICS = (
+    TRIALS_COMPLETE,
+    TRIALS_PRUNED,
+    TRIALS_FAILED,
+    EPOCHS_TRAINED,
+    EPOCHS_PRUNED,
+    TRAIN_SECONDS,
+    PRUNED_SECONDS,
+)
+SPACE_PARAM_PREFIX = "space."  # a study's params: space.train.lr = log:1e-05:0.01
+
+
+def space_param(key: str) -> str:
+    """``train.lr`` -> ``space.train.lr``: the param of a study run holding a key's space."""
+    return f"{SPACE_PARAM_PREFIX}{key}"
+
+
+TRIALS_CSV = "trials.csv"  # every trial: state, settings, values, epochs, seconds, run
+BEST_SETTINGS = "best_settings.txt"  # the best trial as a --set line and a Variant(...) line
+TUNE_HISTORY_FIGURE = "optimization_history.png"
+TUNE_CURVES_FIGURE = "intermediate_values.png"  # each trial's val metric per epoch
+PARAM_IMPORTANCES_CSV = "param_importances.csv"
+PARAM_IMPORTANCES_FIGURE = "param_importances.png"
+TUNE_ARTIFACTS = (
+    TRIALS_CSV,
+    BEST_SETTINGS,
+    TUNE_HISTORY_FIGURE,
+    TUNE_CURVES_FIGURE,
+    PARAM_IMPORTANCES_CSV,
+    PARAM_IMPORTANCES_FIGURE,
+)
 
 # --------------------------------------------------------------------------- error analysis
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from digitexp.tracking.contract import TAG_ERROR, TAG_HEARTBEAT, TAG_OWNER
+from digitexp.tracking.contract import TAG_ERROR, TAG_HEARTBEAT, TAG_OWNER, TAG_PRUNED
 from digitexp.tracking.records import RunRecord, StoreCalls
 
 log = logging.getLogger("digitexp.tracking")
@@ -22,7 +22,7 @@ log = logging.getLogger("digitexp.tracking")
 HEARTBEAT_SECONDS = float(os.environ.get("DIGITEXP_HEARTBEAT_S", "30"))
 STALE_AFTER_SECONDS = max(120.0, 4 * HEARTBEAT_SECONDS)
 
-RunStateName = Literal["finished", "failed", "killed", "running", "stale"]
+RunStateName = Literal["finished", "failed", "killed", "pruned", "running", "stale"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def run_state(run: RunRecord, now: float | None = None) -> RunState:
-    """FINISHED / FAILED (with the reason) / KILLED / RUNNING, or stale: a RUNNING run whose
+    """FINISHED / FAILED (with the reason) / KILLED / pruned (a tune trial stopped by its
+    pruner: KILLED with ``digitexp.pruned``) / RUNNING, or stale: a RUNNING run whose
     owner process is gone (same host) or whose heartbeat stopped more than
     ``STALE_AFTER_SECONDS`` ago (any host)."""
     now = time.time() if now is None else now
@@ -57,6 +58,8 @@ def run_state(run: RunRecord, now: float | None = None) -> RunState:
             return RunState("finished")
         case "FAILED":
             return RunState("failed", run.tag(TAG_ERROR))
+        case "KILLED" if run.tag(TAG_PRUNED):
+            return RunState("pruned", run.tag(TAG_ERROR))
         case "KILLED":
             return RunState("killed", run.tag(TAG_ERROR))
     host, _, pid = run.tag(TAG_OWNER).rpartition(":")
