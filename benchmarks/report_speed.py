@@ -22,17 +22,17 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from digitexp import report
-from digitexp.spec import load_spec
+from digitexp.report.selection import HISTORY_KEYS
 from digitexp.tracking import TrackingStore
-from digitexp.tracking.contract import EPOCH_METRICS
+from digitexp.tracking import contract as names
 
 REPO = Path(__file__).resolve().parents[1]
-KEYS = EPOCH_METRICS
+KEYS = names.EPOCH_METRICS
 
 
 def populate(uri: str, runs: int, epochs: int) -> list[str]:
     client = MlflowClient(uri)
-    specs = [load_spec(p) for p in report.spec_paths(REPO / "ablations")]
+    specs = report.load_specs(REPO / "ablations")
     slots = [(s, v, seed) for s in specs for v in s.variants for seed in range(10)]
     slots = sorted(slots, key=lambda t: (t[2], t[0].name, t[1]))[:runs]
     parents: dict[str, str] = {}
@@ -44,25 +44,23 @@ def populate(uri: str, runs: int, epochs: int) -> list[str]:
             parents[spec.name] = client.create_run(exp_id).info.run_id
         exp_id = client.get_experiment_by_name(spec.name).experiment_id
         tags = {
-            "mlflow.parentRunId": parents[spec.name],
-            "digitexp.spec": spec.name,
-            "digitexp.variant": variant,
-            "digitexp.seed": str(seed),
-            "digitexp.preset": "bench",
-            "digitexp.kind": "train",
+            names.PARENT_TAG: parents[spec.name],
+            names.TAG_SPEC: spec.name,
+            names.TAG_VARIANT: variant,
+            names.TAG_SEED: str(seed),
+            names.TAG_PRESET: "bench",
+            names.TAG_KIND: names.KIND_TRAIN,
         }
-        rid = client.create_run(
-            exp_id, tags=tags, run_name=f"{spec.name}/{variant}/s{seed}"
-        ).info.run_id
+        rid = client.create_run(exp_id, tags=tags, run_name=f"{variant}/s{seed}").info.run_id
         metrics = [
             Metric(k, 0.3 + 0.01 * ((i + e + j) % 17), 1000 + e, e)
             for e in range(1, epochs + 1)
             for j, k in enumerate(KEYS)
         ]
         metrics += [
-            Metric("best_val_map", 0.4 + 0.001 * i, 5000, 0),
-            Metric("best_epoch", float(epochs - 2), 5000, 0),
-            Metric("final_train_loss", 0.2, 5000, 0),
+            Metric(names.BEST_VAL_MAP, 0.4 + 0.001 * i, 5000, 0),
+            Metric(names.BEST_EPOCH, float(epochs - 2), 5000, 0),
+            Metric(names.FINAL_TRAIN_LOSS, 0.2, 5000, 0),
         ]
         for k in range(0, len(metrics), 1000):
             client.log_batch(rid, metrics=metrics[k : k + 1000])
@@ -88,11 +86,11 @@ def main() -> None:
         seconds = time.perf_counter() - t
         t = time.perf_counter()
         for rid in ids:
-            for key in report.HISTORY_KEYS:
+            for key in HISTORY_KEYS:
                 store.client.get_metric_history(rid, key)
         naive_history = time.perf_counter() - t
         t = time.perf_counter()
-        store.metric_histories(ids, report.HISTORY_KEYS)
+        store.metric_histories(ids, HISTORY_KEYS)
         bulk_history = time.perf_counter() - t
     print(f"populated {len(ids)} runs x {args.epochs} epochs in {setup:.1f} s")
     print(f"report: {summary.runs} runs counted in {seconds:.2f} s")
