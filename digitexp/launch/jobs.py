@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from digitexp.common.signals import deferred_interrupts
 from digitexp.config import config_hash, to_dict
 from digitexp.data import DataBundle
 from digitexp.engine import RunHook, RunResult, fit, load_checkpoint
@@ -148,11 +149,13 @@ def run_one(
 
 
 def end_with_error(store: TrackingStore, tracker: MlflowTracker, status: Any, reason: str) -> None:
-    """Record why the run stops, then end it with ``status`` (even if the tag cannot be set)."""
-    try:
-        tracker.set_tags({names.TAG_ERROR: reason[:5000]})
-    finally:
-        store.end_run(tracker.run_id, status)
+    """Record why the run stops, then end it with ``status`` (even if the tag cannot be set);
+    Ctrl-C and SIGTERM wait until both are written."""
+    with deferred_interrupts():
+        try:
+            tracker.set_tags({names.TAG_ERROR: reason[:5000]})
+        finally:
+            store.end_run(tracker.run_id, status)
 
 
 def restore_checkpoints(

@@ -98,7 +98,9 @@ BEST_CHECKPOINT = "checkpoints/best.pt"
 LAST_CHECKPOINT = "checkpoints/last.pt"
 PREDICTIONS = "predictions"
 VAL_PREDICTIONS = "predictions/val.json"  # COCO results of the best checkpoint on valid
+VAL_INFERENCE = "predictions/inference.json"  # how val.json was made (batch size, device)
 TEST_PREDICTIONS = "predictions/test"  # the submission files (digitexp.submission) on test
+TEST_INFERENCE = "predictions/test/inference.json"  # how the submission was made
 CANDIDATES = "candidates"  # a search run: its cached candidate detections
 
 

@@ -137,6 +137,10 @@ class MlflowTracker:
         self.log_text(json.dumps(obj, indent=2), artifact_file)
 
     def log_text(self, text: str, artifact_file: str) -> None:
+        local = self._local_artifact_dir()
+        if local is not None:  # straight into the artifact folder, atomically
+            files.write_text(local / artifact_file, text)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / Path(artifact_file).name
             local.write_text(text, encoding="utf-8")
