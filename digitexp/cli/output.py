@@ -47,6 +47,17 @@ def seed_int(text: str) -> int:
     return _int(text, 0, 2**32 - 1, "a seed from 0 to 4294967295")
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
 def port_int(text: str) -> int:
     """argparse type: a TCP port (1 .. 65535)."""
     return _int(text, 1, 65535, "a TCP port from 1 to 65535")

@@ -12,6 +12,8 @@ from digitexp.cli.output import (
     add_config_args,
     fmt,
     overrides,
+    positive_float,
+    seed_int,
     table,
 )
 from digitexp.errors import ConfigError
@@ -49,7 +51,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     sets = overrides(args)
     spec = load_spec(args.spec, preset=args.preset, sets=sets)
-    plans = plan_runs(spec, variants=args.variant, seeds=args.seed)
+    seeds = list(dict.fromkeys(args.seed)) if args.seed else None
+    variants = list(dict.fromkeys(args.variant)) if args.variant else None
+    plans = plan_runs(spec, variants=variants, seeds=seeds)
     experiment = args.experiment or spec.name
     if args.dry_run:
         from digitexp.tracking import default_uri, mask_uri
@@ -136,7 +140,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("run", help="train a spec's variants x seeds, logged to MLflow")
     p.add_argument("spec", help="spec file, e.g. ablations/anchors.py (spec files are code)")
     p.add_argument("--variant", action="append", help="only this variant (repeatable)")
-    p.add_argument("--seed", action="append", type=int, help="only this seed (repeatable)")
+    p.add_argument(
+        "--seed", action="append", type=seed_int, help="only this seed (repeatable), 0..2**32-1"
+    )
     add_config_args(p)
     p.add_argument("--experiment", help="MLflow experiment (default: the spec's name)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
@@ -156,7 +162,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--heartbeat",
-        type=float,
+        type=positive_float,
         default=60.0,
         help="queue: seconds between heartbeats; a worker silent for 3x this is retried",
     )

@@ -138,7 +138,9 @@ def _read_json(path: Path) -> Any:
             f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
     except ValueError as exc:  # e.g. an integer literal past Python's digit limit
-        raise DataError(f"{path}: malformed JSON ({first_line(exc)})") from None
+        raise DataError(f"{path}: malformed JSON ({first_line(exc)[:200]})") from None
+    except RecursionError:
+        raise DataError(f"{path}: malformed JSON (nested too deeply to read)") from None
 
 
 def _header_sizes(paths: Sequence[Path]) -> list[tuple[int, int] | str]:
