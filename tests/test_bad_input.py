@@ -26,13 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CliResult, new_store, read_json, run_subprocess, write_json
+from conftest import CliResult, Recorded, read_json, run_subprocess, write_json
 from PIL import Image
 
-from digitexp import presets
-from digitexp.config import apply_overrides, flatten, seed_config, to_dict
-from digitexp.engine.checkpoints import save_checkpoint
-from digitexp.model import build_model
 from digitexp.tracking import TrackingStore
 from digitexp.tracking import contract as names
 
@@ -45,62 +41,7 @@ VARIANTS = {"a": {}}
 '''
 
 
-# --------------------------------------------------------------------------- the recorded run
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """A store template holding one finished training run (and its parent)."""
-
-    db: Path
-    run_id: str
-    parent_id: str
-    checkpoint: Path  # the run's logged checkpoints/best.pt
-
-
-@pytest.fixture(scope="module")
-def recorded(
-    tmp_path_factory: pytest.TempPathFactory, empty_store_db: Path, synth_root: Path
-) -> Recorded:
-    """A finished training run as `digitexp run` records it: tags, params, per-epoch and
-    summary metrics, config.json and a real checkpoint of the smoke model (not trained: its
-    weights are as built, which is all inference and these cases need)."""
-    root = tmp_path_factory.mktemp("recorded")
-    store = TrackingStore(new_store(root, empty_store_db))
-    cfg = apply_overrides(seed_config(), {**presets.SMOKE, "data.root": str(synth_root)})
-    parent = store.create_run(
-        "recorded",
-        "recorded@1",
-        {names.TAG_KIND: names.KIND_INVOCATION, names.TAG_SPEC: "recorded"},
-    )
-    child = store.create_run(
-        "recorded",
-        "recorded/a/s0",
-        {
-            names.TAG_KIND: names.KIND_TRAIN,
-            names.TAG_SPEC: "recorded",
-            names.TAG_VARIANT: "a",
-            names.TAG_SEED: "0",
-            names.TAG_DATA: str(synth_root),
-        },
-        parent_id=parent.run_id,
-    )
-    child.log_params(flatten(cfg))
-    child.log_metrics({names.VAL_MAP: 0.25, names.TRAIN_LOSS: 1.5}, step=1)
-    child.log_metrics({names.BEST_VAL_MAP: 0.25, names.BEST_EPOCH: 1.0})
-    child.log_dict(to_dict(cfg), names.CONFIG_JSON)
-    best = root / "best.pt"
-    model = build_model(cfg.model)
-    save_checkpoint(best, {"version": 1, "model": model.state_dict(), "config": to_dict(cfg)})
-    child.log_artifact(best, names.CHECKPOINTS)
-    store.end_run(child.run_id, "FINISHED")
-    store.end_run(parent.run_id, "FINISHED")
-    db = root / "mlruns" / "mlflow.db"
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    artifacts = store.client.get_run(child.run_id).info.artifact_uri
-    logged = Path(artifacts.removeprefix("file://"))
-    return Recorded(db, child.run_id, parent.run_id, logged / names.BEST_CHECKPOINT)
+# --------------------------------------------------------------------------- the store
 
 
 def store_state(db: Path) -> dict[str, set[tuple]]:
@@ -1229,14 +1170,14 @@ def test_the_corpus_has_at_least_eighty_cases_in_every_category() -> None:
 
 @pytest.fixture
 def bad_case(
-    recorded: Recorded,
+    recorded_store: Recorded,
     data_copy: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Case:
     db = tmp_path / "mlruns" / "mlflow.db"
     db.parent.mkdir(parents=True)
-    shutil.copyfile(recorded.db, db)
+    shutil.copyfile(recorded_store.db, db)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
     monkeypatch.chdir(tmp_path)
     spec_path = tmp_path / "spec.py"
@@ -1246,18 +1187,18 @@ def bad_case(
         spec=spec_path,
         root=tmp_path,
         db=db,
-        run_id=recorded.run_id,
-        parent_id=recorded.parent_id,
-        checkpoint=recorded.checkpoint,
+        run_id=recorded_store.run_id,
+        parent_id=recorded_store.parent_id,
+        checkpoint=recorded_store.checkpoint,
     )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input(
-    name: str, bad_case: Case, recorded: Recorded, cli, monkeypatch: pytest.MonkeyPatch
+    name: str, bad_case: Case, recorded_store: Recorded, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bad = CASES[name]
-    checkpoint_before = recorded.checkpoint.read_bytes()
+    checkpoint_before = recorded_store.checkpoint.read_bytes()
     argv = bad.prepare(bad_case)
     before = store_state(bad_case.db)
     for key, value in bad_case.env.items():
@@ -1275,7 +1216,7 @@ def test_bad_input(
             KEEP.pop().close()
     assert_one_error_line(result, *bad.needles)
     assert_nothing_lost(before, store_state(bad_case.db))
-    assert recorded.checkpoint.read_bytes() == checkpoint_before
+    assert recorded_store.checkpoint.read_bytes() == checkpoint_before
 
 
 def test_a_foreign_database_is_left_as_it_was(bad_case: Case, cli, monkeypatch) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from digitexp.cli import data, predict, report, run, runs, search, ui
 from digitexp.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, Parser, UsageError
-from digitexp.common.signals import stop_on_first_signal
+from digitexp.common.signals import ignore_signals, stop_on_first_signal
 from digitexp.errors import DigitexpError
 
 log = logging.getLogger("digitexp")
@@ -120,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK_PIPE
         return fail(os_error_line(exc), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
+        ignore_signals()  # the runs are recorded as KILLED: what is left is to exit
         if args.debug:
             traceback.print_exc()
         print("interrupted", file=sys.stderr)

@@ -59,6 +59,15 @@ def stop_on_first_signal() -> None:
         signal.signal(sig, handler)
 
 
+def ignore_signals() -> None:
+    """From now on SIGINT and SIGTERM are ignored: for a process that has recorded how it
+    was interrupted and only exits (a late signal would otherwise kill it during the
+    interpreter's teardown, which restores the default handlers)."""
+    if _main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 @contextmanager
 def deferred_interrupts() -> Iterator[None]:
     """SIGINT/SIGTERM received inside the block are held until it ends, then raised as

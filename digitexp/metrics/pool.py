@@ -217,6 +217,11 @@ class CandidatePool:
 
     # ----------------------------------------------------------------- scoring
 
+    def prepare(self, cfg: EvalConfig) -> None:
+        """Compute now what :meth:`score` with ``cfg`` needs once (the candidate pairs of the
+        digit-accuracy NMS), so that the first score is as fast as the others."""
+        self._digit_nms_pairs(cfg.digit_nms_iou)
+
     def score(self, selected: np.ndarray, cfg: EvalConfig) -> dict[str, float]:
         """The metrics of the detections ``selected`` (a boolean mask over the pool)."""
         idx = np.flatnonzero(selected)

@@ -91,7 +91,9 @@ def default_storage(tracking_uri: str) -> str:
 def open_study(storage: str, name: str, objective: Objective, sampler: Any) -> Any:
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: Optuna logs a failed trial (Ctrl-C included) as a WARNING with its traceback;
+    # the error itself reaches the caller, which says it in one line
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     directions = ["maximize", "maximize"] if objective == "both" else ["maximize"]
     db = storage[len("sqlite:///") :] if storage.startswith("sqlite:///") else None
