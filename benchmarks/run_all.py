@@ -15,6 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS: list[tuple[str, list[str]]] = [
     ("synth_rate.py", ["--images", "2000"]),
+    ("data_verify.py", ["--images", "3000"]),
     ("report_speed.py", ["--runs", "100", "--epochs", "20"]),
     ("search_speed.py", []),
     ("eval_speed.py", []),
