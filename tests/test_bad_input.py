@@ -1050,6 +1050,11 @@ def _(c: Case) -> list[str]:
     return ["report", "--out", str(c.root / "r"), "--ablations", str(folder), "--spec", "zzz"]
 
 
+@case("report_unknown_preset", OUTPUTS, "unknown preset 'giant'")
+def _(c: Case) -> list[str]:
+    return ["report", "--out", str(c.root / "r"), "--preset", "giant"]
+
+
 @case("synth_out_under_a_file", OUTPUTS, "file", "cannot prepare the output folder")
 def _(c: Case) -> list[str]:
     (c.root / "file").write_text("x")
@@ -1248,3 +1253,19 @@ def test_unforeseen_errors_are_one_line_and_debug_shows_the_traceback(
     assert "ZeroDivisionError: an internal slip" in line and "--debug" in line
     debug = cli("--debug", "runs")
     assert debug.code == 1 and "Traceback" in debug.err and "an internal slip" in debug.err
+
+
+def test_a_data_path_with_a_quote_is_searched(
+    bad_case: Case, synth_root: Path, cli, tmp_path: Path
+) -> None:
+    """A data root with a quote in its name: the search finds its runs and caches as usual
+    (no MLflow filter string is built from it)."""
+    data = tmp_path / "it's data"
+    shutil.copytree(synth_root, data)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    argv = ["search", bad_case.run_id, "--trials", "2", "--data", data, "--storage", storage]
+    first = cli(*argv)
+    assert first.code == 0, first.err
+    again = cli(*argv)
+    assert again.code == 0, again.err
+    assert "reused from search run" in again.out

@@ -235,3 +235,40 @@ def test_sigterm_during_a_search_ends_it_killed_in_one_line(
     final = statuses(db)
     assert [s for n, s in final.items() if n.startswith("search/")] == ["KILLED"]
     assert "RUNNING" not in final.values()
+
+
+# --------------------------------------------------------------------------- ui
+
+
+@pytest.mark.slow
+def test_ui_serves_the_store_on_localhost(tmp_path: Path, empty_store_db: Path) -> None:
+    """`ui` checks the store first, then execs the MLflow server on 127.0.0.1."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = new_store(tmp_path, empty_store_db)
+    proc = subprocess.Popen(
+        command("ui", "--port", port),
+        cwd=tmp_path,
+        env=env_for(uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def answers() -> bool:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+                return True
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                return False
+
+        wait_for(answers, 180, "the MLflow UI")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -17,6 +17,7 @@ until its migration is complete instead of starting a second one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sqlite3
@@ -222,6 +223,7 @@ def _build_schema(path: Path) -> None:
     store.engine.dispose()
 
 
+@functools.lru_cache(maxsize=1)
 def _head_revision() -> str:
     from mlflow.store.db.utils import _get_latest_schema_revision
 
