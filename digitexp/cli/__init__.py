@@ -18,7 +18,14 @@ import traceback
 from collections.abc import Sequence
 
 from digitexp.cli import data, predict, report, run, runs, search, ui
-from digitexp.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, Parser, UsageError
+from digitexp.cli.output import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Parser,
+    UsageError,
+)
 from digitexp.common.signals import ignore_signals, stop_on_first_signal
 from digitexp.errors import DigitexpError
 
@@ -117,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # an output folder that cannot be written, a full disk, ...
         if isinstance(exc, BrokenPipeError):  # `digitexp runs | head`: the reader left
             _silence_stdout()
-            return EXIT_OK_PIPE
+            return EXIT_OK
         return fail(os_error_line(exc), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         ignore_signals()  # the runs are recorded as KILLED: what is left is to exit
@@ -127,9 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:
         return fail(unforeseen_line(exc), EXIT_FAILED)
-
-
-EXIT_OK_PIPE = 0
 
 
 def _silence_stdout() -> None:

@@ -164,7 +164,6 @@ class CandidatePool:
         src_parts, dst_parts = [], []
         start = 0
         while start < len(images):
-            width = int(sizes[images[start]])
             stop = start + 1
             while stop < len(images) and (stop - start + 1) * int(sizes[images[stop]]) ** 2 <= (
                 _PAIRS_PER_CHUNK
