@@ -272,3 +272,38 @@ def test_ui_serves_the_store_on_localhost(tmp_path: Path, empty_store_db: Path) 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.mark.slow
+def test_another_tools_postgres_database_is_refused_and_left_alone() -> None:
+    """A real PostgreSQL: an empty database passes the check, one holding another tool's
+    tables is refused in one line (MLflow would add its tables to it) and stays as it was."""
+    import sqlalchemy
+    from servers import Unavailable, postgres
+
+    from digitexp.errors import TrackingError
+    from digitexp.tracking import TrackingStore
+    from digitexp.tracking.backends import check_database
+
+    try:
+        server = postgres(("empty", "shop"))
+        pg = server.__enter__()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        check_database(pg.url("empty", "postgresql+psycopg"))
+        shop = pg.url("shop", "postgresql+psycopg")
+        engine = sqlalchemy.create_engine(shop)
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text("CREATE TABLE invoices (id serial, total real)"))
+            conn.execute(sqlalchemy.text("INSERT INTO invoices (total) VALUES (12.5)"))
+        with pytest.raises(TrackingError, match=r"another tool.*invoices"):
+            TrackingStore(shop)
+        with engine.connect() as conn:
+            assert set(sqlalchemy.inspect(conn).get_table_names()) == {"invoices"}
+        engine.dispose()
+    finally:
+        server.__exit__(None, None, None)
