@@ -1269,3 +1269,15 @@ def test_a_data_path_with_a_quote_is_searched(
     again = cli(*argv)
     assert again.code == 0, again.err
     assert "reused from search run" in again.out
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_store_folder(bad_case: Case, cli, monkeypatch) -> None:
+    folder = bad_case.root / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
+        assert_one_error_line(cli("runs"), "ro", "not writable")
+    finally:
+        folder.chmod(0o755)

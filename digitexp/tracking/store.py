@@ -70,6 +70,11 @@ class TrackingStore:
             db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TrackingError(f"{db.parent}: cannot create the store folder ({exc})") from None
+        if not os.access(db.parent, os.W_OK):
+            raise TrackingError(
+                f"{db.parent}: the store folder is not writable (runs could not be recorded); "
+                "fix its permissions or point MLFLOW_TRACKING_URI elsewhere"
+            )
         check_sqlite_file(self.uri, db)
         # Several processes may open a new store at once: digitexp's own wait on a file lock
         # while one creates the schema (aside, linked into place when complete, so a foreign
