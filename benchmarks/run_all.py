@@ -19,7 +19,9 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("report_speed.py", ["--runs", "100", "--epochs", "20"]),
     ("search_speed.py", []),
     ("eval_speed.py", []),
+    ("bootstrap_speed.py", []),
     ("train_throughput.py", []),
+    ("run_figures.py", []),
 ]
 
 

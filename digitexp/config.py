@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+import shlex
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -478,6 +479,19 @@ def parse_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
             )
         out[key] = value
     return out
+
+
+def format_set(key: str, value: Any) -> str:
+    """One ``--set`` item that :func:`parse_set` reads back as ``(key, value)``, quoted for a
+    shell where needed: ``train.epochs=3``, ``model.anchor_sizes=4,8,16``, ``data.root=data/x``."""
+    if isinstance(value, tuple | list):
+        text = ",".join(repr(v) for v in value) + ("," if len(value) == 1 else "")
+        text = text or "()"
+    elif isinstance(value, str) and parse_set(f"{key}={value}")[1] == value:
+        text = value
+    else:
+        text = repr(value)
+    return shlex.quote(f"{key}={text}")
 
 
 # --------------------------------------------------------------------------- flatten

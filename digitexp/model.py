@@ -209,6 +209,16 @@ FEATURE_MAPS: dict[str, tuple[str, ...]] = {
 """The feature maps each architecture's FPN hands to the RPN and the RoI pooling (a test holds
 this table against the built models)."""
 
+FEATURE_STRIDES: dict[str, tuple[int, ...]] = {
+    "fasterrcnn_resnet50_fpn": (4, 8, 16, 32, 64),
+    "fasterrcnn_resnet50_fpn_v2": (4, 8, 16, 32, 64),
+    "fasterrcnn_mobilenet_v3_large_fpn": (32, 32, 64),
+    "resnet18_fpn": (4, 8, 16, 32, 64),
+    "tiny_fpn": (4, 8, 16, 32, 64),
+}
+"""The stride of each feature map of FEATURE_MAPS: on an input of size P (padded to a multiple
+of 32) a map has ceil(P / stride) cells (a test holds this table against the built models)."""
+
 
 def anchor_sizes_per_level(cfg: ModelConfig) -> tuple[tuple[int, ...], ...]:
     """The anchor sizes of each FPN level: one size per level (``model.anchor_layout =
@@ -224,6 +234,12 @@ def anchor_sizes_per_level(cfg: ModelConfig) -> tuple[tuple[int, ...], ...]:
             "model.anchor_layout=every_level to put every size on every map"
         )
     return tuple((s,) for s in cfg.anchor_sizes)
+
+
+def anchor_generator(cfg: ModelConfig) -> AnchorGenerator:
+    """The RPN's anchor generator: ``anchor_sizes_per_level`` with every aspect ratio (h/w)."""
+    sizes = anchor_sizes_per_level(cfg)
+    return AnchorGenerator(sizes, (tuple(cfg.aspect_ratios),) * len(sizes))
 
 
 def check_model(cfg: ModelConfig) -> None:
@@ -392,8 +408,7 @@ def build_model(cfg: ModelConfig) -> FasterRCNN:
         model = _own_model(cfg)
         pretrained = cfg.weights == "DEFAULT"
 
-    sizes = anchor_sizes_per_level(cfg)
-    generator = AnchorGenerator(sizes, (tuple(cfg.aspect_ratios),) * len(sizes))
+    generator = anchor_generator(cfg)
     new_anchors = generator.num_anchors_per_location()[0]
     old_head: RPNHead = model.rpn.head
     old_anchors = old_head.cls_logits.out_channels
@@ -448,6 +463,8 @@ def count_parameters(model: nn.Module) -> int:
 
 __all__ = [
     "FEATURE_MAPS",
+    "FEATURE_STRIDES",
+    "anchor_generator",
     "anchor_sizes_per_level",
     "build_model",
     "check_model",

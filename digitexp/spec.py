@@ -75,6 +75,7 @@ class Spec:
     report_table: int | None = None
     final: bool = False
     preset: str | None = None
+    sets: Mapping[str, Any] = field(default_factory=dict)  # the --set overrides applied
 
     def config(self, variant: str, seed: int | None = None) -> ExperimentConfig:
         """The resolved config of ``variant`` (with ``train.seed`` set when given)."""
@@ -323,4 +324,5 @@ def load_spec(
         report_table=_report_table(path, namespace.get("REPORT_TABLE")),
         final=_final(path, namespace.get("FINAL")),
         preset=preset,
+        sets=dict(sets or {}),
     )

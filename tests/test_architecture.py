@@ -77,23 +77,33 @@ RULES = [
         "the foundations know nothing above them",
         {"errors", "common", "config", "presets", "spec", "lineage"},
         {"data", "model", "metrics", "submission", "tracking", "engine", "launch", "search"}
-        | {"report", "cli"},
+        | {"insight", "figures", "report", "cli"},
     ),
     (
         "data, the model and the metrics import no engine, launcher, search, report, CLI or "
         "tracking",
         {"data", "model", "metrics", "submission"},
-        {"tracking", "engine", "launch", "search", "report", "cli"},
+        {"tracking", "engine", "figures", "insight", "launch", "search", "report", "cli"},
     ),
     (
         "tracking knows MLflow, not what is tracked",
         {"tracking"},
         {"data", "model", "metrics", "submission", "engine", "launch", "search", "report"}
-        | {"cli", "spec", "lineage", "presets"},
+        | {"insight", "figures", "cli", "spec", "lineage", "presets"},
     ),
     (
-        "the engine trains; it does not launch, search or report",
+        "figures draw what a run logged; they do not analyse, launch, search or report",
+        {"figures"},
+        {"insight", "launch", "search", "report", "cli"},
+    ),
+    (
+        "the engine trains; it does not draw, analyse, launch, search or report",
         {"engine"},
+        {"figures", "insight", "launch", "search", "report", "cli"},
+    ),
+    (
+        "insight analyses runs; launchers, search, report and the CLI use it",
+        {"insight"},
         {"launch", "search", "report", "cli"},
     ),
     ("launchers, search and report are siblings", {"launch"}, {"search", "report", "cli"}),

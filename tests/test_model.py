@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from digitexp.config import ModelConfig
 from digitexp.errors import ConfigError, WeightsError
 from digitexp.model import (
     FEATURE_MAPS,
+    FEATURE_STRIDES,
     build_model,
     check_model,
     check_weights,
@@ -113,8 +115,11 @@ def test_feature_map_table_matches_the_built_backbones(arch: str) -> None:
     cfg = ModelConfig(arch=arch, anchor_layout="every_level", roi_levels=(0, 1), **SMALL)
     model = build_model(cfg).eval()
     with torch.no_grad():
-        names = tuple(model.backbone(torch.zeros(1, 3, 64, 64)).keys())
-    assert names == FEATURE_MAPS[arch]
+        features = model.backbone(torch.zeros(1, 3, 96, 64))
+    assert tuple(features) == FEATURE_MAPS[arch]
+    # a map of stride s has ceil(P / s) cells on an input of size P (96 / 64: not a multiple)
+    cells = [tuple(f.shape[-2:]) for f in features.values()]
+    assert cells == [(math.ceil(96 / s), math.ceil(64 / s)) for s in FEATURE_STRIDES[arch]]
 
 
 def test_anchor_sizes_that_do_not_fit_the_feature_maps_are_refused() -> None:

@@ -137,7 +137,9 @@ def test_search_resumes_and_logs_to_mlflow(in_store: dict, tmp_path: Path, cli) 
     for run in searches:
         assert run.info.status == "FINISHED"
         assert run.data.tags[contract.TAG_SOURCE_RUN] == run_id
-        assert run.data.tags[contract.TAG_BEST_SET].startswith("--set model.box_nms_thresh=")
+        assert run.data.tags[contract.PARENT_TAG] == run_id  # nested under the run searched
+        for line in run.data.tags[contract.TAG_BEST_SET].splitlines():
+            assert ": --set model.box_nms_thresh=" in line
         names = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {
             "trials.csv",
@@ -145,7 +147,8 @@ def test_search_resumes_and_logs_to_mlflow(in_store: dict, tmp_path: Path, cli) 
             "optimization_history.png",
             "best_thresholds.txt",
         } <= names
-        assert "best_map_map" in run.data.metrics and "default_map" in run.data.metrics
+        assert contract.search_metric("best_map", "map") in run.data.metrics
+        assert contract.search_metric("default", "map") in run.data.metrics
     first_names = {a.path for a in client.list_artifacts(searches[0].info.run_id, "candidates")}
     assert first_names == {"candidates/valid-cap300.npz"}
     assert not client.list_artifacts(searches[1].info.run_id, "candidates")

@@ -37,7 +37,11 @@ def test_the_documented_metrics_and_artifacts_are_the_contracts() -> None:
     for metric in (*names.EPOCH_METRICS, *names.SUMMARY_METRICS):
         assert f"`{metric}`" in section, metric
     for key in ("map50", "map75", "digit_acc", "number_acc"):
-        assert f"`{names.best_val_metric(key)}`" in section
+        assert f"`{names.at_best_metric(key)}`" in section
+    for metric in names.COMPARISON_METRICS:
+        assert f"`{metric}`" in section, metric
+    for artifact in (names.CURVES_FIGURE, names.PREDICTIONS_FIGURE):
+        assert f"`{artifact}`" in section, artifact
     for artifact in (
         names.CONFIG_JSON,
         names.SPEC_PY,
@@ -51,6 +55,16 @@ def test_the_documented_metrics_and_artifacts_are_the_contracts() -> None:
     ):
         assert f"`{artifact}`" in section, artifact
     assert "`candidates/{split}-cap{cap}.npz`" in section
+    for name in (*names.ANALYSIS_METRICS, *names.ANALYSIS_ARTIFACTS):
+        assert f"`{name}`" in section, name
+
+
+def test_the_analysis_metrics_are_the_analysis_values() -> None:
+    """Every value digitexp.insight logs has its name in the contract, and back."""
+    from digitexp.insight.analysis import value_keys
+
+    assert {names.analysis_metric(k) for k in value_keys()} == set(names.ANALYSIS_METRICS)
+    assert all(a.startswith(f"{names.ANALYSIS}/") for a in names.ANALYSIS_ARTIFACTS)
     assert names.candidates_artifact("valid", 300) == "candidates/valid-cap300.npz"
 
 

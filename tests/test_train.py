@@ -94,7 +94,7 @@ def test_parent_and_children_with_tags_and_params(smoke_run: dict) -> None:
     parents, children = _children(client, "tiny")
     assert len(parents) == 1 and len(children) == 2
     assert parents[0].info.status == "FINISHED"
-    assert {c.info.run_name for c in children} == {"tiny/nms_0.5/s0", "tiny/nms_0.3/s0"}
+    assert {c.info.run_name for c in children} == {"nms_0.5/s0", "nms_0.3/s0"}
     for child in children:
         assert child.info.status == "FINISHED"
         assert child.data.tags[contract.PARENT_TAG] == parents[0].info.run_id
@@ -168,6 +168,19 @@ def test_artifacts_and_val_predictions_rescore_to_val_map(smoke_run: dict) -> No
         assert ids == sorted(ids) and len(ids) == 8
 
 
+def test_every_run_logs_its_error_analysis(smoke_run: dict) -> None:
+    """The analysis hook of every launched run: analysis/* metrics and artifacts."""
+    client = MlflowClient(smoke_run["uri"])
+    _, children = _children(client, "tiny")
+    for child in children:
+        logged = {k for k in child.data.metrics if k.startswith(f"{contract.ANALYSIS}/")}
+        task2 = {k for k in contract.ANALYSIS_METRICS if k.startswith("analysis/task2_")}
+        assert task2 <= logged <= set(contract.ANALYSIS_METRICS)
+        assert sum(child.data.metrics[k] for k in task2) == pytest.approx(1.0)
+        listed = {a.path for a in client.list_artifacts(child.info.run_id, contract.ANALYSIS)}
+        assert set(contract.ANALYSIS_ARTIFACTS) - {contract.ANALYSIS_WORST_FIGURE} <= listed
+
+
 def test_nan_loss_marks_the_run_failed(
     tmp_path: Path, synth_root: Path, empty_store_db: Path
 ) -> None:
@@ -233,7 +246,7 @@ def test_dry_run_prints_the_plan(tmp_path: Path, cli) -> None:
     spec = write_spec(tmp_path)
     result = cli("run", spec, "--preset", "smoke", "--dry-run", "--seed", "3")
     assert result.code == 0
-    assert "tiny/nms_0.5/s3" in result.out and "tiny/nms_0.3/s3" in result.out
+    assert "nms_0.5/s3: " in result.out and "nms_0.3/s3: " in result.out
     assert "model.box_nms_thresh=0.3" in result.out
 
 

@@ -17,7 +17,19 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from digitexp.cli import data, predict, report, run, runs, search, ui
+from digitexp.cli import (
+    analyze,
+    anchors,
+    data,
+    predict,
+    register,
+    report,
+    run,
+    runs,
+    search,
+    slurm,
+    ui,
+)
 from digitexp.cli.output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -31,7 +43,7 @@ from digitexp.errors import DigitexpError
 
 log = logging.getLogger("digitexp")
 
-COMMANDS = (run, runs, data, predict, report, search, ui)
+COMMANDS = (run, runs, data, predict, report, search, register, ui, analyze, anchors, slurm)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +78,9 @@ def _setup_logging(verbose: bool, debug: bool = False) -> None:
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow prints a "View run ... at" line when a run on a server ends; digitexp prints the
+    # URL that opens the experiment's runs once, itself
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def one_line(exc: BaseException) -> str:

@@ -110,3 +110,11 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
             )
         sets[key] = value
     return sets
+
+
+def runs_url_line(store: Any, experiment: str) -> str:
+    """``experiment NAME in the MLflow UI: URL`` (the runs table, model-training view)."""
+    url = store.experiment_url(experiment)
+    if url is None:
+        return f"experiment {experiment}: not in {store.masked_uri}"
+    return f"experiment {experiment} in the MLflow UI: {url}"

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from digitexp.cli.output import EXIT_OK
+from digitexp.cli.output import EXIT_OK, non_negative_int, runs_url_line
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -17,17 +17,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.preset not in (None, "none"):
         presets.overrides(args.preset)  # an unknown preset would count no run, silently
 
+    store = TrackingStore()
     summary = generate(
-        TrackingStore(),
+        store,
         Path(args.out),
         ablations=Path(args.ablations),
         specs=args.spec,
         preset=args.preset,
+        resamples=args.bootstrap,
     )
     print(
         f"wrote {summary.out / 'README.md'}: {len(summary.specs)} spec(s), {summary.runs} run(s)"
         f" counted, {summary.left_out} left out, in {summary.seconds:.1f} s"
     )
+    for experiment in summary.experiments:
+        print(runs_url_line(store, experiment))
     return EXIT_OK
 
 
@@ -37,4 +41,10 @@ def register(sub: Any) -> None:
     p.add_argument("--spec", action="append", help="only this spec (repeatable)")
     p.add_argument("--preset", help="only runs made with this preset (none: without one)")
     p.add_argument("--ablations", default="ablations", help="folder of spec files")
+    p.add_argument(
+        "--bootstrap",
+        type=non_negative_int,
+        metavar="B",
+        help="paired-bootstrap resamples of the validation images (default 1000; 0 = none)",
+    )
     p.set_defaults(func=cmd_report)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from digitexp.cli import slurm
 from digitexp.cli.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -13,6 +14,7 @@ from digitexp.cli.output import (
     fmt,
     overrides,
     positive_float,
+    runs_url_line,
     seed_int,
     table,
 )
@@ -49,12 +51,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from digitexp.launch import plan_runs
     from digitexp.spec import load_spec
 
+    slurm.check_arguments(args)
     sets = overrides(args)
     spec = load_spec(args.spec, preset=args.preset, sets=sets)
     seeds = list(dict.fromkeys(args.seed)) if args.seed else None
     variants = list(dict.fromkeys(args.variant)) if args.variant else None
     plans = plan_runs(spec, variants=variants, seeds=seeds)
     experiment = args.experiment or spec.name
+    if args.launcher == "slurm":
+        return slurm.run_slurm(args, spec, plans, experiment, sets)
     if args.dry_run:
         from digitexp.tracking import default_uri, mask_uri
 
@@ -78,6 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume and --queue under torchrun: use one process per worker")
         if args.queue and args.resume is not None:
             raise ConfigError("--queue resumes by itself: drop --resume")
+        if args.register is not None and not args.register.strip():
+            raise ConfigError("--register: give the registered model a name")
         if ctx is not None and not ctx.is_main:
             from digitexp.launch import follow
 
@@ -111,6 +118,14 @@ def _run_main(args: argparse.Namespace, spec: Any, plans: Any, experiment: str, 
         from digitexp.launch import execute
 
         outcomes = execute(plans, store, experiment=experiment, ctx=ctx)
+    return print_outcomes(outcomes, store, experiment, register=args.register)
+
+
+def print_outcomes(
+    outcomes: Any, store: Any, experiment: str, *, register: str | None = None
+) -> int:
+    """The results table, where the runs are, and the exit status: 1 when a run did not
+    finish. ``register``: register the best finished run under this model name."""
     rows = []
     for o in outcomes:
         r = o.result
@@ -128,12 +143,32 @@ def _run_main(args: argparse.Namespace, spec: Any, plans: Any, experiment: str, 
         )
     header = ["variant", "seed", "best val mAP", "val Task-2", "epochs", "min", "status", "run"]
     print(table(rows, header))
-    print(f"\nstore: {store.masked_uri} · experiment: {experiment}")
-    print("browse the runs: make ui   (or: python -m digitexp ui, then http://127.0.0.1:5000)")
+    if register:
+        _register_best(store, outcomes, register)
+    print(f"\nstore: {store.masked_uri}")
+    print(runs_url_line(store, experiment))
+    if not store.uri.startswith(("http://", "https://")):
+        print("(serve the UI first: make ui, or python -m digitexp ui)")
     failed = [o for o in outcomes if o.status != "FINISHED"]
     for o in failed:
         print(f"error: {o.plan.name} ({o.run_id}): {o.error}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _register_best(store: Any, outcomes: Any, name: str) -> None:
+    """Register the best finished run of this invocation (highest best val mAP)."""
+    from digitexp.engine.serving import register_run
+
+    finished = [o for o in outcomes if o.status == "FINISHED" and o.result is not None]
+    if not finished:
+        print(f"\nnothing registered as {name}: no run finished")
+        return
+    best = max(finished, key=lambda o: o.result.best_val_map)
+    registered = register_run(store, best.run_id, name)
+    print(
+        f"\nregistered {best.plan.name} ({best.run_id[:8]}, best val mAP "
+        f"{best.result.best_val_map:.4f}) as {registered.model_uri}"
+    )
 
 
 def register(sub: Any) -> None:
@@ -146,7 +181,11 @@ def register(sub: Any) -> None:
     add_config_args(p)
     p.add_argument("--experiment", help="MLflow experiment (default: the spec's name)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would run (with --launcher slurm: the job script), run nothing",
+    )
     p.add_argument(
         "--resume",
         nargs="*",
@@ -161,11 +200,18 @@ def register(sub: Any) -> None:
         "postgresql://user@host/db); start this on any number of machines",
     )
     p.add_argument(
+        "--register",
+        metavar="NAME",
+        help="register the best finished run's checkpoint as a new version of MLflow model "
+        "NAME (load it with mlflow.pyfunc.load_model('models:/NAME/VERSION'))",
+    )
+    p.add_argument(
         "--heartbeat",
         type=positive_float,
         default=60.0,
         help="queue: seconds between heartbeats; a worker silent for 3x this is retried",
     )
+    slurm.add_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("show", help="print a spec's question, variants and published numbers")

@@ -25,6 +25,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no training runs in {where}")
         return EXIT_OK
     rows, resumable = [], []
+    on_slurm = any(run.tag(names.TAG_SLURM_JOB) for run in runs)
     for run in runs:
         state = run_state(run)
         text = state.name + (f": {state.reason[:60]}" if state.reason else "")
@@ -32,12 +33,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
         rows.append(
             [run.run_id, run.experiment, run.name, text, run.tag(names.TAG_EPOCH) or "–", started]
         )
+        if on_slurm:  # the Slurm array job and task that trained it: JOB_TASK
+            job, task = run.tag(names.TAG_SLURM_JOB), run.tag(names.TAG_SLURM_TASK)
+            rows[-1].append(f"{job}_{task}" if job and task else "–")
         if state.name in ("failed", "killed", "stale"):
             spec = run.tag(names.TAG_SPEC) or run.experiment
             spec_path = run.tag(names.TAG_SPEC_PATH) or f"ablations/{spec}.py"
             where = "" if run.experiment == spec else f" --experiment {run.experiment}"
             resumable.append(f"python -m digitexp run {spec_path}{where} --resume {run.run_id}")
-    print(table(rows, ["run id", "experiment", "name", "state", "epochs", "started"]))
+    header = ["run id", "experiment", "name", "state", "epochs", "started"]
+    print(table(rows, header + ["slurm"] * on_slurm))
     if resumable:
         print("\nto resume:")
         for line in resumable:

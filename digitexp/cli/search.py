@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from digitexp.cli.output import EXIT_OK, positive_int, seed_int
+from digitexp.cli.output import EXIT_OK, positive_int, runs_url_line, seed_int
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -27,7 +27,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         data_root=args.data,
     )
-    outcome = run_search(request, TrackingStore())
+    store = TrackingStore()
+    outcome = run_search(request, store)
     how = (
         f"reused from search run {outcome.reused_cache}"
         if outcome.reused_cache
@@ -46,7 +47,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             f"{choice.label} (trial {choice.number}): val mAP {m['map']:.4f}, val Task-2 "
             f"{m['number_acc']:.4f}\n  {choice.set_line()}"
         )
-    print(f"MLflow run {outcome.run_id}")
+    print(f"MLflow run {outcome.run_id} (under the run it searched)")
+    print(runs_url_line(store, outcome.experiment))
     print(f"watch the study: optuna-dashboard {mask_uri(outcome.storage)}")
     return EXIT_OK
 

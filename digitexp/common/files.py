@@ -96,3 +96,11 @@ def write_text(path: Path, text: str) -> Path:
 def write_json(path: Path, obj: Any, indent: int | None = None, compact: bool = False) -> Path:
     separators = (",", ":") if compact else None
     return write_text(path, json.dumps(obj, indent=indent, separators=separators))
+
+
+CSV_FLOAT_FORMAT = "%.6g"  # six significant digits: 0.30000000000000004 is written 0.3
+
+
+def write_csv(path: Path, frame: Any) -> Path:
+    """A pandas DataFrame as CSV, without its index and without float noise."""
+    return write_text(path, frame.to_csv(index=False, float_format=CSV_FLOAT_FORMAT))

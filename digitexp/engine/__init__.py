@@ -8,15 +8,20 @@
 - :mod:`.distributed`: DDP set-up under torchrun and the collectives the loop uses.
 - :mod:`.inference`: batched inference; :mod:`.trained`: a trained run loaded for inference.
 - :mod:`.hooks`: :class:`RunHook`, code that runs at the end of each epoch and of a run.
+- :mod:`.preemption`: a stop request (a scheduler's signal) ends training at a safe point,
+  resumable (:class:`Preempted`).
+- :mod:`.serving`: a run's best checkpoint called on images, registered as an MLflow model.
 """
 
 from digitexp.engine.checkpoints import checkpoint_config, load_checkpoint, save_checkpoint
 from digitexp.engine.hooks import RunHook
 from digitexp.engine.inference import infer
+from digitexp.engine.preemption import Preempted
 from digitexp.engine.trained import TrainedModel, load_trained_run, require_training_run
 from digitexp.engine.trainer import RunResult, Trainer, build_datasets, fit
 
 __all__ = [
+    "Preempted",
     "RunHook",
     "RunResult",
     "TrainedModel",

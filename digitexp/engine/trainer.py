@@ -47,6 +47,7 @@ from digitexp.engine.distributed import Distributed
 from digitexp.engine.hooks import RunHook
 from digitexp.engine.inference import infer, inference_record
 from digitexp.engine.optim import build_optimizer, effective_lr, lr_factor
+from digitexp.engine.preemption import Preempted, stop_reason, stop_requested
 from digitexp.engine.runtime import (
     amp_dtype,
     autocast,
@@ -278,6 +279,8 @@ class Trainer:
                     bar.update(1, loss=f"{mean:.4f}", img_s=f"{rate:.1f}")
                 else:
                     bar.update(1)
+                if self.must_stop(done):  # the partial epoch is redone on resume
+                    raise Preempted(self.epoch, f"{stop_reason()} in epoch {epoch}, step {done}")
         if done == 0:
             raise TrainingError(f"epoch {epoch}: the training split gave no batches")
         mean_total = self._check_finite(sums, done, epoch)
@@ -297,6 +300,17 @@ class Trainer:
         }
         metrics.update({k: means[i + 1] for i, k in enumerate(names.LOSS_PARTS)})
         return metrics
+
+    def must_stop(self, step: int | None = None) -> bool:
+        """True when a stop was requested (:mod:`digitexp.engine.preemption`). Under DDP the
+        ranks decide together (one small all-reduce) where they all ask: before each epoch
+        (``step`` None) and every ``train.log_every`` steps."""
+        if self.ctx is None:
+            return stop_requested()
+        if step is not None and step % self.cfg.train.log_every:
+            return False
+        flag = torch.tensor([1.0 if stop_requested() else 0.0])
+        return bool(self.ctx.sum(flag).item() > 0)
 
     def _step(self, images: list[torch.Tensor], targets: list[dict]) -> torch.Tensor:
         t = self.cfg.train
@@ -412,8 +426,9 @@ def fit(
 
     ``resume`` is a checkpoint dict (:func:`load_checkpoint`) to continue from; ``hooks`` run
     at the end of every epoch and of the run (:mod:`digitexp.engine.hooks`). Raises
-    TrainingError on a non-finite loss; KeyboardInterrupt passes through. Either way the last
-    good checkpoint stays logged.
+    TrainingError on a non-finite loss and Preempted at the next safe point after a stop
+    request (:mod:`digitexp.engine.preemption`); KeyboardInterrupt passes through. Either way
+    the last good checkpoint stays logged. Under DDP, rank 0's ``resume`` goes to every rank.
     """
     tracker = tracker if tracker is not None else NullTracker()
     data = data if data is not None else load_data(cfg.data)
@@ -436,6 +451,8 @@ def _fit(trainer: Trainer, resume: dict[str, Any] | None, hooks: Sequence[RunHoo
     start = time.perf_counter()
     cfg, tracker = trainer.cfg, trainer.tracker
     world = trainer.ctx.world_size if trainer.ctx else 1
+    if trainer.ctx is not None:  # rank 0 read the checkpoint: every rank continues from it
+        resume = _share_resume(trainer, trainer.ctx, resume)
     if resume is None:
         tracker.log_params(flatten(cfg))
         tracker.log_dict(to_dict(cfg), names.CONFIG_JSON)
@@ -465,6 +482,8 @@ def _fit(trainer: Trainer, resume: dict[str, Any] | None, hooks: Sequence[RunHoo
         if trainer.stop.should_stop(t.early_stop_patience):
             stopped_early = True
             break
+        if trainer.must_stop():
+            raise Preempted(trainer.epoch, f"{stop_reason()} before epoch {trainer.epoch + 1}")
         epoch = trainer.epoch + 1
         epoch_start = time.perf_counter()
         metrics = trainer.train_epoch(epoch)
@@ -497,6 +516,26 @@ def _fit(trainer: Trainer, resume: dict[str, Any] | None, hooks: Sequence[RunHoo
             metrics[names.EPOCH_SECONDS],
         )
     return _finish(trainer, time.perf_counter() - start, stopped_early, hooks)
+
+
+def _share_resume(
+    trainer: Trainer, ctx: Distributed, resume: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Rank 0's resume state on every rank. The ranks of one torchrun share a machine: rank 0
+    writes the state beside its checkpoints and the others load that file."""
+    path = None
+    if ctx.is_main and resume is not None:
+        path = trainer.workdir / names.CHECKPOINTS / "resume.pt"
+        save_checkpoint(path, resume)
+    shared = ctx.broadcast(None if path is None else str(path))
+    if shared is None:
+        return resume
+    if not ctx.is_main:
+        resume = load_checkpoint(Path(shared))
+    ctx.barrier()
+    if path is not None:
+        path.unlink()
+    return resume
 
 
 def _finish(
@@ -547,7 +586,7 @@ def _finish(
         names.BEST_EPOCH: float(trainer.stop.best_epoch),
         names.FINAL_TRAIN_LOSS: final_loss,
     }
-    summary.update({names.best_val_metric(k): v for k, v in val.items() if k != "map"})
+    summary.update({names.at_best_metric(k): v for k, v in val.items() if k != "map"})
     if test_metrics is not None:
         summary.update({names.test_metric(k): v for k, v in test_metrics.items()})
     tracker.log_metrics(summary)

@@ -20,12 +20,24 @@ from typing import Any
 from digitexp.common.signals import deferred_interrupts
 from digitexp.config import config_hash, to_dict
 from digitexp.data import DataBundle
-from digitexp.engine import RunHook, RunResult, fit, load_checkpoint
+from digitexp.data.fingerprint import fingerprint
+from digitexp.engine import Preempted, RunHook, RunResult, fit, load_checkpoint
 from digitexp.engine.distributed import Distributed
-from digitexp.errors import DigitexpError, TrainingError
+from digitexp.errors import DigitexpError, TrackingError, TrainingError
+from digitexp.figures.hook import RunFigures
+from digitexp.insight.hook import AnalysisHook
 from digitexp.launch.plans import RunOutcome, RunPlan
+from digitexp.launch.story import (
+    child_description,
+    describe_experiment,
+    finished_description,
+    invocation_description,
+    invocation_name,
+    overrides_text,
+    shared_params,
+)
 from digitexp.spec import Spec
-from digitexp.tracking import Heartbeat, MlflowTracker, RunRecord, TrackingStore
+from digitexp.tracking import Heartbeat, MlflowTracker, RunRecord, TrackingStore, source_tags
 from digitexp.tracking import contract as names
 
 log = logging.getLogger("digitexp.launch")
@@ -33,7 +45,7 @@ log = logging.getLogger("digitexp.launch")
 
 def run_hooks() -> list[RunHook]:
     """The hooks every launched run gets (:mod:`digitexp.engine.hooks`)."""
-    return []
+    return [RunFigures(), AnalysisHook()]
 
 
 @dataclass(frozen=True)
@@ -50,14 +62,41 @@ def invocation_tags(spec: Spec, commit: str, **extra: str) -> dict[str, str]:
         names.TAG_SPEC: spec.name,
         names.TAG_SPEC_PATH: str(spec.path),
         names.TAG_PRESET: spec.preset or "none",
+        names.TAG_OVERRIDES: overrides_text(spec.sets),
         names.TAG_GIT: commit,
         names.TAG_KIND: names.KIND_INVOCATION,
+        **source_tags(str(spec.path), commit),
         **extra,
     }
 
 
-def invocation_name(spec: Spec, suffix: str = "") -> str:
-    return f"{spec.name}@{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
+def open_invocation(
+    store: TrackingStore,
+    experiment: str,
+    plans: Sequence[RunPlan],
+    commit: str,
+    role: str = "",
+    **extra_tags: str,
+) -> MlflowTracker:
+    """A new parent run for ``plans`` (one ``run`` command, or one queue worker): named and
+    described by the spec's question, with the settings its variants share as params and
+    ``spec.py``; the experiment's description and view are brought up to date."""
+    spec = plans[0].spec
+    name = invocation_name(spec, role)
+    parent = store.create_run(
+        experiment,
+        name,
+        invocation_tags(spec, commit, **extra_tags),
+        description=invocation_description(spec, plans),
+    )
+    try:
+        parent.log_params(shared_params(plans))
+        parent.log_text(spec.source, names.SPEC_PY)
+        describe_experiment(store, experiment, spec, name, plans)
+    except BaseException:
+        store.end_run(parent.run_id, "FAILED")
+        raise
+    return parent
 
 
 def run_tags(plan: RunPlan, commit: str) -> dict[str, str]:
@@ -68,28 +107,53 @@ def run_tags(plan: RunPlan, commit: str) -> dict[str, str]:
         names.TAG_VARIANT: plan.variant,
         names.TAG_SEED: str(plan.seed),
         names.TAG_PRESET: plan.spec.preset or "none",
+        names.TAG_OVERRIDES: overrides_text(plan.spec.sets),
         names.TAG_GIT: commit,
         names.TAG_CONFIG_HASH: config_hash(plan.cfg),
         names.TAG_DATA: plan.cfg.data.root,
         names.TAG_KIND: names.KIND_TRAIN,
+        **source_tags(str(plan.spec.path), commit),
     }
 
 
 def open_child(
-    job: Job, store: TrackingStore, experiment: str, parent_id: str, commit: str
+    job: Job,
+    store: TrackingStore,
+    experiment: str,
+    parent_id: str,
+    commit: str,
+    data: DataBundle,
 ) -> MlflowTracker:
-    """The job's run, new or reopened; a new one gets spec.py and config.json at once (so
-    even a run killed while it sets up can be resumed)."""
+    """The job's run, new or reopened; a new one gets spec.py, config.json and its dataset
+    input at once (so even a run killed while it sets up can be resumed)."""
     if job.run is not None:
         return store.reopen_run(job.run.run_id)
-    tracker = store.create_run(experiment, job.plan.name, run_tags(job.plan, commit), parent_id)
+    plan = job.plan
+    tracker = store.create_run(
+        experiment, plan.name, run_tags(plan, commit), parent_id, child_description(plan)
+    )
     try:
-        tracker.log_text(job.plan.spec.source, names.SPEC_PY)
-        tracker.log_dict(to_dict(job.plan.cfg), names.CONFIG_JSON)
+        tracker.log_text(plan.spec.source, names.SPEC_PY)
+        tracker.log_dict(to_dict(plan.cfg), names.CONFIG_JSON)
+        dataset = fingerprint(plan.cfg.data, data)
+        tracker.log_dataset(dataset.name, dataset.digest, dataset.root, dataset.sizes)
     except BaseException:
         store.end_run(tracker.run_id, "FAILED")
         raise
     return tracker
+
+
+def describe_result(
+    store: TrackingStore, tracker: MlflowTracker, plan: RunPlan, result: RunResult
+) -> None:
+    """A finished run's description: its results, then the figures it logged. A store that
+    fails here is logged, not raised: the run trained and ends FINISHED."""
+    try:
+        logged = set(store.list_artifacts(tracker.run_id, names.FIGURES))
+        figures = [f for f in (names.CURVES_FIGURE, names.PREDICTIONS_FIGURE) if f in logged]
+        tracker.set_description(finished_description(plan, tracker.run_id, result, figures))
+    except TrackingError as exc:
+        log.warning("%s: its description was not updated: %s", plan.name, exc)
 
 
 def run_one(
@@ -102,8 +166,10 @@ def run_one(
     hooks: Sequence[RunHook] | None = None,
 ) -> RunOutcome:
     """Train the job in its run and end the run: FINISHED, FAILED on a non-finite loss (the
-    outcome says why; other runs go on), KILLED on Ctrl-C/SIGTERM (re-raised), FAILED with
-    the reason on any other error (re-raised). ``hooks``: :func:`run_hooks` by default."""
+    outcome says why; other runs go on), KILLED on Ctrl-C/SIGTERM (re-raised), KILLED and
+    tagged preempted on a stop request (Preempted, re-raised: the run resumes from its last
+    epoch), FAILED with the reason on any other error (re-raised). ``hooks``:
+    :func:`run_hooks` by default."""
     plan = job.plan
     start = time.perf_counter()
     resumed_from: int | None = None
@@ -140,11 +206,22 @@ def run_one(
     except KeyboardInterrupt:
         end_with_error(store, tracker, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
         raise
+    except Preempted as exc:
+        times = int(job.run.tag(names.TAG_PREEMPTED, "0")) + 1 if job.run is not None else 1
+        try:
+            tracker.set_tags({names.TAG_PREEMPTED: str(times)})
+        finally:
+            end_with_error(store, tracker, "KILLED", f"preempted: {exc}")
+        log.info("%s stopped: %s", plan.name, exc)
+        raise
     except BaseException as exc:
         message = str(exc) if isinstance(exc, DigitexpError) else f"{type(exc).__name__}: {exc}"
         end_with_error(store, tracker, "FAILED", message)
         raise
-    store.end_run(tracker.run_id, "FINISHED")
+    try:
+        describe_result(store, tracker, plan, result)
+    finally:
+        store.end_run(tracker.run_id, "FINISHED")
     return outcome("FINISHED", result, None)
 
 

@@ -20,8 +20,9 @@ from digitexp.data import DataBundle
 from digitexp.engine import fit
 from digitexp.engine.distributed import Distributed
 from digitexp.errors import ConfigError, TrackingError, TrainingError
-from digitexp.launch.jobs import Job, invocation_name, invocation_tags, open_child, run_one
+from digitexp.launch.jobs import Job, open_child, open_invocation, run_one
 from digitexp.launch.plans import RunOutcome, RunPlan, preflight
+from digitexp.launch.story import conclude_invocation
 from digitexp.spec import Spec
 from digitexp.tracking import (
     NullTracker,
@@ -54,12 +55,7 @@ def execute(
     bundles = preflight([p.cfg for p in plans])
     spec = plans[0].spec
     commit = git_commit(spec.path.resolve().parent)
-    parent = store.create_run(experiment, invocation_name(spec), invocation_tags(spec, commit))
-    try:
-        parent.log_text(spec.source, names.SPEC_PY)
-    except BaseException:
-        store.end_run(parent.run_id, "FAILED")
-        raise
+    parent = open_invocation(store, experiment, plans, commit)
     jobs = [Job(plan) for plan in plans]
     return under_parent(jobs, store, experiment, parent.run_id, bundles, commit, progress, ctx)
 
@@ -92,8 +88,8 @@ def under_parent(
     status: RunStatus = "FAILED"
     try:
         for job in jobs:
-            tracker = open_child(job, store, experiment, parent_id, commit)
             data = bundles[job.plan.cfg.data]
+            tracker = open_child(job, store, experiment, parent_id, commit, data)
             outcomes.append(run_one(job, tracker, store, data, progress, ctx))
         parent_experiment = store.get_run(parent_id).experiment
         siblings = [r for r in store.runs([parent_experiment]) if r.parent_id == parent_id]
@@ -102,7 +98,10 @@ def under_parent(
         status = "KILLED"
         raise
     finally:
-        store.end_run(parent_id, status)
+        try:
+            conclude_invocation(store, parent_id)
+        finally:
+            store.end_run(parent_id, status)
     return outcomes
 
 

@@ -26,7 +26,9 @@ class RunPlan:
 
     @property
     def name(self) -> str:
-        return f"{self.spec.name}/{self.variant}/s{self.seed}"
+        """The run's name: the variant first (what tells runs apart in the UI's table), then
+        the seed; the spec is the experiment (and the parent run's name)."""
+        return f"{self.variant}/s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -56,14 +58,19 @@ def plan_runs(
 
 
 def preflight(
-    configs: Sequence[ExperimentConfig], progress: bool | None = None
+    configs: Sequence[ExperimentConfig],
+    progress: bool | None = None,
+    *,
+    check_device: bool = True,
 ) -> dict[DataConfig, DataBundle]:
     """Validate data, device and model (anchors, RoI levels, weights) for every config; the
     loaded data per data config. Every image is decoded once (remembered beside the data, so
-    a second run on the same data only looks at new or changed files)."""
+    a second run on the same data only looks at new or changed files). ``check_device=False``
+    when the runs train elsewhere (a cluster's nodes have the GPUs a login node lacks)."""
     bundles: dict[DataConfig, DataBundle] = {}
     for cfg in configs:
-        resolve_device(cfg.train.device)
+        if check_device:
+            resolve_device(cfg.train.device)
         check_model(cfg.model)
         if cfg.data not in bundles:
             bundle = load_data(cfg.data)

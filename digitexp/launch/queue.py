@@ -22,8 +22,9 @@ from typing import Any
 
 from digitexp.config import config_hash
 from digitexp.errors import ConfigError, DigitexpError, RunNotFound, first_line
-from digitexp.launch.jobs import Job, invocation_name, invocation_tags, open_child, run_one
+from digitexp.launch.jobs import Job, open_child, open_invocation, run_one
 from digitexp.launch.plans import RunOutcome, RunPlan, preflight
+from digitexp.launch.story import conclude_invocation
 from digitexp.tracking import (
     RunRecord,
     RunStatus,
@@ -189,7 +190,10 @@ class Worker:
             raise
         finally:
             if self.parent_id:
-                self.store.end_run(self.parent_id, status)
+                try:
+                    conclude_invocation(self.store, self.parent_id)
+                finally:
+                    self.store.end_run(self.parent_id, status)
         return self.outcomes
 
     def _one_job(self) -> None:
@@ -222,14 +226,15 @@ class Worker:
 
     def _parent(self) -> str:
         if self.parent_id is None:
-            spec = self.plans[0].spec
-            parent = self.store.create_run(
+            parent = open_invocation(
+                self.store,
                 self.experiment,
-                invocation_name(spec, "-worker"),
-                invocation_tags(spec, self.commit, **{names.TAG_QUEUE: self.study.study_name}),
+                self.plans,
+                self.commit,
+                "worker",
+                **{names.TAG_QUEUE: self.study.study_name},
             )
             self.parent_id = parent.run_id
-            parent.log_text(spec.source, names.SPEC_PY)
         return self.parent_id
 
     def _objective(self, trial: Any) -> float:
@@ -296,7 +301,8 @@ class Worker:
             job = Job(plan, previous)
         else:
             job = Job(plan, None)
-        return job, open_child(job, self.store, self.experiment, parent, self.commit)
+        data = self.bundles[plan.cfg.data]
+        return job, open_child(job, self.store, self.experiment, parent, self.commit, data)
 
     def _close_dead_parent(self, run: RunRecord) -> None:
         """The dead worker's invocation run: Optuna's heartbeat says its process is gone."""

@@ -34,14 +34,22 @@ def above_threshold(scores: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(scores).astype(np.float64) > float(threshold)
 
 
-def predicted_number(det: Detections, cfg: EvalConfig) -> int:
-    """Task-2 reading of one image: score > threshold, optional class-agnostic NMS, join."""
+def reading(det: Detections, cfg: EvalConfig) -> Detections:
+    """The detections the rule reads, in reading order: score > threshold, optional
+    class-agnostic NMS, sorted by box x_min (stable)."""
     keep = above_threshold(det.scores, cfg.score_thresh)
     boxes, scores, labels = det.boxes[keep], det.scores[keep], det.labels[keep]
     if cfg.agnostic_nms:
         idx = agnostic_nms(Detections(det.image_id, boxes, scores, labels), cfg.agnostic_nms_iou)
-        boxes, labels = boxes[idx], labels[idx]
-    return read_number(boxes, labels)
+        boxes, scores, labels = boxes[idx], scores[idx], labels[idx]
+    order = np.argsort(boxes[:, 0], kind="stable")
+    return Detections(det.image_id, boxes[order], scores[order], labels[order])
+
+
+def predicted_number(det: Detections, cfg: EvalConfig) -> int:
+    """Task-2 reading of one image: score > threshold, optional class-agnostic NMS, join."""
+    read = reading(det, cfg)
+    return read_number(read.boxes, read.labels)
 
 
 def number_accuracy(split: Split, detections: Mapping[int, Detections], cfg: EvalConfig) -> float:

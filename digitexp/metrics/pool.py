@@ -233,6 +233,15 @@ class CandidatePool:
     def _coco(self, selected: np.ndarray) -> dict[str, float]:
         if not selected.any() or self.npig.sum() == 0:
             return {"map": 0.0, "map50": 0.0, "map75": 0.0}
+        counted, sub, matched = self.coco_matches(selected)
+        return self._accumulate(counted, sub, matched)
+
+    def coco_matches(self, selected: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """pycocotools' per-image matching of the detections ``selected`` (a boolean mask):
+        ``counted`` (n,) the detections it evaluates (at most MAX_DETS per image and
+        category, by score), ``sub`` the indices of those that reach IoU 0.5 with some
+        ground truth, ``matched`` (len(IOU_THRS), len(sub)) whether each of them is a true
+        positive at each IoU threshold."""
         # per (image, category): detections in score order (the precomputed group order
         # filtered by the mask, no sort per trial), at most MAX_DETS
         idx = self.order_group[selected[self.order_group]]
@@ -246,7 +255,7 @@ class CandidatePool:
         can = self.coco_best[idx] >= IOU_THRS[0]
         sub, sub_group = idx[can], group[can]
         matched = self._match(sub, sub_group, _rank_in_runs(sub_group))
-        return self._accumulate(counted, sub, matched)
+        return counted, sub, matched
 
     def _match(self, idx: np.ndarray, group: np.ndarray, rank: np.ndarray) -> np.ndarray:
         """(T, n) bool: detection matched at each IoU threshold (pycocotools' greedy rule)."""

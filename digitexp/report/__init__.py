@@ -2,6 +2,8 @@
 
 - :mod:`.selection`: which runs count and the values read from each;
 - :mod:`.statistics`: means, spreads and differences per spec (the numbers, no rendering);
+- :mod:`.evidence`: per spec, the paired-bootstrap comparisons, error analyses and anchor
+  coverage (numbers, from the runs' logged predictions); :mod:`.insight` renders them;
 - :mod:`.tables`, :mod:`.figures`, :mod:`.searches`: Markdown, CSV and PNG;
 - :mod:`.build`: :func:`generate`, the whole report.
 """

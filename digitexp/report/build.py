@@ -14,7 +14,10 @@ from pathlib import Path
 
 from digitexp.common import files
 from digitexp.errors import DigitexpError
+from digitexp.insight.bootstrap import DEFAULT_RESAMPLES
+from digitexp.report.evidence import SpecEvidence, bootstrap_deltas, gather_evidence
 from digitexp.report.figures import curves_figure, examples_figure
+from digitexp.report.insight import insight_markdown
 from digitexp.report.searches import search_section
 from digitexp.report.selection import HISTORY_KEYS, select_runs
 from digitexp.report.statistics import Section, build_section, final_spread
@@ -35,6 +38,7 @@ class ReportSummary:
     runs: int
     left_out: int
     seconds: float
+    experiments: tuple[str, ...] = ()  # the MLflow experiments of the counted runs
 
 
 def load_specs(ablations: Path) -> list[Spec]:
@@ -68,9 +72,13 @@ def generate(
     specs: Sequence[str] | None = None,
     preset: str | None = None,
     extra_sections: Sequence[str] = (),
+    resamples: int | None = None,
 ) -> ReportSummary:
     """Write reports/README.md, tables/SPEC.{csv,md} and figures/SPEC_{curves,examples}.png."""
     start = time.perf_counter()
+    resamples = DEFAULT_RESAMPLES if resamples is None else resamples
+    if resamples < 0:
+        raise ReportError(f"--bootstrap {resamples}: must be >= 0 (0 = no intervals)")
     every_spec = load_specs(ablations)
     loaded = chosen_specs(every_spec, specs, ablations)
     (out / "tables").mkdir(parents=True, exist_ok=True)  # fails early on a bad --out
@@ -90,16 +98,20 @@ def generate(
     final = next((s for s in every_spec if s.final), None)
     final_std = final_spread(all_runs, final, preset)
     sections: list[Section] = []
+    evidence: dict[str, SpecEvidence] = {}
+    splits: dict = {}  # validation and training splits, loaded once for all specs
     for spec in loaded:
         chosen, left_out = selections[spec.name]
         presets = {r.tag(names.TAG_PRESET, "none") for r in chosen}
         fallback = final_std.get(presets.pop()) if len(presets) == 1 else None
         section = build_section(spec, chosen, histories, fallback)
         section.left_out = left_out
+        evidence[spec.name] = gather_evidence(section, store, resamples=resamples, splits=splits)
+        bootstrap_deltas(section, evidence[spec.name])
         sections.append(section)
     body: list[str] = []
     for section in sections:
-        body.append(_write_section(section, store, out))
+        body.append(_write_section(section, store, out, evidence.get(section.spec.name)))
     body.extend(extra_sections)
     searches = search_section(all_runs)
     if searches:
@@ -112,6 +124,7 @@ def generate(
         runs=sum(len(s.runs) for s in sections),
         left_out=sum(len(s.left_out) for s in sections),
         seconds=time.perf_counter() - start,
+        experiments=tuple(sorted({r.run.experiment for s in sections for r in s.runs})),
     )
 
 
@@ -119,21 +132,26 @@ def _header(store: TrackingStore, sections: Sequence[Section]) -> str:
     runs = sum(len(s.runs) for s in sections)
     presets = sorted({p for s in sections for p in s.presets()})
     roots = sorted({d for s in sections for d in s.data_roots()})
+    sets = sorted({o for s in sections for o in s.overrides()})
     return (
         "# digitexp report\n\n"
         f"Rebuilt by `python -m digitexp report` on {time.strftime('%Y-%m-%d %H:%M:%S %Z')} "
         f"from the MLflow store `{store.masked_uri}`: {runs} run(s) counted, "
-        f"preset(s) {', '.join(presets) or '–'}, data {', '.join(roots) or '–'}.\n\n"
+        f"preset(s) {', '.join(presets) or '–'}, overrides "
+        f"{', '.join(f'`{o}`' for o in sets) or '–'}, data {', '.join(roots) or '–'}.\n\n"
         "Which runs count: the latest FINISHED run per spec × variant × seed. Cells with "
         "several seeds are mean ± std (n). Δ is the difference of val mAP means to the spec's "
-        "first variant; **≈** marks a difference within the seed-to-seed spread "
-        "(|Δ| ≤ std₁ + std₂; with one seed per variant, twice the std of the final setup's "
-        "seeds under the same preset, when those exist). Bold: best value per column. "
+        "first variant with its 95% paired-bootstrap interval over validation images; **≈** "
+        "marks a difference whose interval contains 0 (where runs logged no predictions: "
+        "|Δ| ≤ std₁ + std₂ of the seeds, or twice the std of the final setup's seeds under the "
+        "same preset). Bold: best value per column. "
         "Published numbers are the HW2 report's.\n\n"
     )
 
 
-def _write_section(section: Section, store: TrackingStore, out: Path) -> str:
+def _write_section(
+    section: Section, store: TrackingStore, out: Path, evidence: SpecEvidence | None = None
+) -> str:
     spec = section.spec
     name = spec.name
     lines = [
@@ -142,23 +160,26 @@ def _write_section(section: Section, store: TrackingStore, out: Path) -> str:
     ]
     if section.runs:
         lines[-1] += (
-            f" · preset(s) {', '.join(section.presets())} · data {', '.join(section.data_roots())}"
+            f" · preset(s) {', '.join(section.presets())} · overrides "
+            f"{', '.join(f'`{o}`' for o in section.overrides())} · data "
+            f"{', '.join(section.data_roots())}"
         )
     lines[-1] += "\n"
-    if len(section.presets()) > 1 or len(section.data_roots()) > 1:
+    if len(section.presets()) > 1 or len(section.data_roots()) > 1 or len(section.overrides()) > 1:
         lines.append(
-            "_These runs mix presets or data roots: compare with care, or rebuild with "
-            "`report --preset P`._\n"
+            "_These runs mix presets, overrides or data roots: compare with care, or rebuild "
+            "with `report --preset P`._\n"
         )
     table = markdown_table(section)
     files.write_text(out / "tables" / f"{name}.md", table)
     frame = csv_frame(section)
-    files.write_text(out / "tables" / f"{name}.csv", frame.to_csv(index=False, float_format="%.6g"))
+    files.write_csv(out / "tables" / f"{name}.csv", frame)
     if not section.runs:
         lines.append(
             f"No finished runs yet: `python -m digitexp run ablations/{spec.path.name}`.\n"
         )
     lines.append(table)
+    lines.append(insight_markdown(section, evidence, out))
     sources = {d.spread_source for d in section.deltas.values() if d is not None}
     if "final" in sources:
         lines.append(

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from digitexp.common.plotting import pyplot, save
-from digitexp.config import EvalConfig, from_dict
-from digitexp.data import Split, load_split
-from digitexp.data.categories import digit_of
+from digitexp.config import from_dict
+from digitexp.data import load_split
 from digitexp.errors import DigitexpError
-from digitexp.metrics import Detections, detections_from_results, predicted_number, read_number
+from digitexp.figures import predictions
+from digitexp.metrics import detections_from_results
 from digitexp.report.selection import CURVE_KEYS, RunValues
 from digitexp.report.statistics import Section
 from digitexp.tracking import TrackingStore
@@ -86,8 +86,8 @@ def _best_run(section: Section) -> RunValues | None:
 def examples_figure(
     section: Section, store: TrackingStore, path: Path, count: int = 8
 ) -> Path | None:
-    """The best variant's predictions on the first validation images (boxes and digits),
-    each read as a house number by the run's own Task-2 rule against the truth."""
+    """The best variant's best run on validation images, drawn as every run draws its own
+    (:mod:`digitexp.figures.predictions`: truth and predictions, images chosen by outcome)."""
     best = _best_run(section)
     if best is None:
         return None
@@ -102,55 +102,16 @@ def examples_figure(
             return None
     try:
         split = load_split(
-            Path(cfg.data.root), cfg.data.valid_split, clip_boxes=cfg.data.clip_boxes
+            Path(cfg.data.root),
+            cfg.data.valid_split,
+            clip_boxes=cfg.data.clip_boxes,
+            limit=cfg.data.valid_limit,
         )
     except DigitexpError as exc:
         log.info("no examples figure for %s: %s", section.spec.name, exc)
         return None
-    return _draw_examples(section, best, split, detections, cfg.eval, path, count)
-
-
-def _draw_examples(
-    section: Section,
-    best: RunValues,
-    split: Split,
-    detections: dict[int, Detections],
-    cfg: EvalConfig,
-    path: Path,
-    count: int,
-) -> Path | None:
-    import matplotlib.patches as patches
-    from PIL import Image
-
-    plt = pyplot()
-    images = sorted(split.images, key=lambda r: r.id)[:count]
-    if not images:
-        return None
-    cols = 4
-    rows = math.ceil(len(images) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.2 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, record in zip(axes.flat, images, strict=False):
-        with Image.open(split.path(record)) as img:
-            ax.imshow(img.convert("RGB"))
-        det = detections.get(record.id) or Detections.empty(record.id)
-        shown = det.scores > cfg.score_thresh
-        for (x1, y1, x2, y2), label in zip(det.boxes[shown], det.labels[shown], strict=True):
-            ax.add_patch(
-                patches.Rectangle(
-                    (x1, y1), x2 - x1, y2 - y1, fill=False, color="lime", linewidth=1.2
-                )
-            )
-            ax.text(x1, y1 - 1, str(digit_of(int(label))), color="yellow", fontsize=8)
-        read = predicted_number(det, cfg)
-        expected = read_number(split.boxes[record.id], split.labels[record.id])
-        mark = "✓" if read == expected else "✗"
-        ax.set_title(f"id {record.id}: read {read}, truth {expected} {mark}", fontsize=8)
-    fig.suptitle(
-        f"{section.spec.name}: {best.variant} (seed {best.seed}), detections with score > "
-        f"{cfg.score_thresh}",
-        fontsize=9,
+    title = (
+        f"{section.spec.name}: {best.variant} (seed {best.seed}), its best checkpoint on "
+        "validation images"
     )
-    fig.tight_layout()
-    return save(fig, path)
+    return predictions.draw(split, detections, cfg.eval, path, title, count)

@@ -24,19 +24,23 @@ def search_section(all_runs: Sequence[RunRecord]) -> str:
     if not latest:
         return ""
 
-    def pair(run: RunRecord, prefix: str) -> str:
+    def pair(run: RunRecord, choice: str) -> str:
         m = run.metrics
-        if f"{prefix}_map" not in m:
+
+        def metric(key: str) -> float | None:
+            return m.get(names.search_metric(choice, key))
+
+        if metric("map") is None:
             return "–"
-        if prefix == "default":
+        if choice == "default":
             score = run.params.get("default_box_score_thresh", "?")
             nms = run.params.get("default_box_nms_thresh", "?")
         else:
-            score = number_text(m.get(f"{prefix}_box_score_thresh"), 2)
-            nms = number_text(m.get(f"{prefix}_box_nms_thresh"), 2)
+            score = number_text(metric("box_score_thresh"), 2)
+            nms = number_text(metric("box_nms_thresh"), 2)
         return (
-            f"score {score}, NMS {nms}: mAP {number_text(m[f'{prefix}_map'])}, "
-            f"Task-2 {number_text(m[f'{prefix}_number_acc'])}"
+            f"score {score}, NMS {nms}: mAP {number_text(metric('map'))}, "
+            f"Task-2 {number_text(metric('number_acc'))}"
         )
 
     lines = [
@@ -55,13 +59,14 @@ def search_section(all_runs: Sequence[RunRecord]) -> str:
             run.tag(k) for k in (names.TAG_SPEC, names.TAG_VARIANT, names.TAG_SEED)
         )
         source = f"`{spec}/{variant}/s{seed}`"
-        trials = int(run.metrics.get("trials_total", 0))
+        trials = int(run.metrics.get(names.SEARCH_TRIALS, 0))
         lines.append(
             f"| {source} | {run.tag(names.TAG_SPLIT)} | {trials} | {pair(run, 'default')} | "
             f"{pair(run, 'best_map')} | {pair(run, 'best_number_acc')} |"
         )
-        if run.tag(names.TAG_BEST_SET):
-            sets.append(f"- {source}: `{run.tag(names.TAG_BEST_SET)}`")
+        for line in run.tag(names.TAG_BEST_SET).splitlines():  # "label: --set ..." each
+            label, _, set_line = line.rpartition(": ")
+            sets.append(f"- {source}, {label or 'best'}: `{set_line}`")
     if sets:
         lines += ["", "To reuse (retraining is not needed for these knobs):", "", *sets]
     return "\n".join(lines) + "\n"

@@ -1,10 +1,12 @@
 """The statistics of a spec's section: mean and spread over seeds per variant, and whether a
 variant's difference to the spec's first variant stands out of the seed-to-seed spread.
 
-A difference is marked not distinguishable (≈) when |Δ mean| <= std_a + std_b (sample
-standard deviations over seeds: the mean ± std bands overlap; when only one of the two has
-several seeds, twice its std). When neither variant has two seeds, the spread of the final
-setup's seeds (the spec marked ``FINAL``, same preset) stands in.
+Where the runs logged their validation predictions, :mod:`.evidence` replaces this rule by a
+paired bootstrap over validation images (``Delta.low``/``high``). The fallback, for runs
+without predictions: a difference is marked not distinguishable (≈) when |Δ mean| <= std_a +
+std_b (sample standard deviations over seeds: the mean ± std bands overlap; when only one of
+the two has several seeds, twice its std). When neither variant has two seeds, the spread of
+the final setup's seeds (the spec marked ``FINAL``, same preset) stands in.
 """
 
 from __future__ import annotations
@@ -39,10 +41,14 @@ class Stat:
 class Delta:
     value: float
     spread: float | None
-    spread_source: str  # "seeds" | "final" | ""
+    spread_source: str  # "bootstrap" | "seeds" | "final" | ""
+    low: float | None = None  # the bootstrap interval (report.evidence), when there is one
+    high: float | None = None
 
     @property
     def distinguishable(self) -> bool | None:
+        if self.low is not None and self.high is not None:
+            return self.low > 0 or self.high < 0
         if self.spread is None:
             return None
         return abs(self.value) > self.spread
@@ -83,6 +89,11 @@ class Section:
 
     def data_roots(self) -> list[str]:
         return sorted({r.run.params.get("data.root", "?") for r in self.runs})
+
+    def overrides(self) -> list[str]:
+        """The ``--set`` lines the counted runs were made with (``none``; ``not recorded`` for
+        runs older than the tag)."""
+        return sorted({r.run.tag(names.TAG_OVERRIDES, "not recorded") for r in self.runs})
 
 
 def build_section(

@@ -65,6 +65,8 @@ def _delta_cell(d: Delta | None) -> str:
     if d is None:
         return "–"
     text = f"{d.value:+.4f}"
+    if d.low is not None and d.high is not None:
+        text += f" [{d.low:+.4f}, {d.high:+.4f}]"
     match d.distinguishable:
         case None:
             return f"{text} (1 seed)"
@@ -115,6 +117,8 @@ def csv_frame(section: Section) -> pd.DataFrame:
         d = section.deltas.get(variant)
         row["delta_val_map"] = d.value if d else None
         row["delta_spread"] = d.spread if d else None
+        row["delta_low"] = d.low if d else None
+        row["delta_high"] = d.high if d else None
         row["distinguishable"] = d.distinguishable if d else None
         published = section.spec.variants[variant].published
         for key, _ in PUBLISHED:

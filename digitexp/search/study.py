@@ -165,6 +165,12 @@ class Choice:
     number: int
     params: dict[str, float]
     metrics: dict[str, float]
+    objective: str = "map"  # the metric it is best for: map | number_acc
+
+    @property
+    def key(self) -> str:
+        """``best_map`` or ``best_number_acc`` (its metrics' names in the search run)."""
+        return f"best_{self.objective}"
 
     def set_line(self) -> str:
         return (
@@ -194,7 +200,8 @@ def choices(study: Any, objective: Objective) -> list[Choice]:
     def pick(key: str, label: str) -> Choice:
         other = "number_acc" if key == "map" else "map"  # ties: the one that is not dominated
         best = max(done, key=lambda t: (t.user_attrs[key], t.user_attrs[other], -t.number))
-        return Choice(label, best.number, dict(best.params), _metrics(best))
+        params = {k: round(v, 10) for k, v in best.params.items()}  # no float noise
+        return Choice(label, best.number, params, _metrics(best), key)
 
     match objective:
         case "map":

@@ -45,7 +45,7 @@ from digitexp.search.study import (
     parse_space,
     trials_frame,
 )
-from digitexp.tracking import Tracker, TrackingStore, mask_uri
+from digitexp.tracking import Tracker, TrackingStore, git_commit, mask_uri, source_tags
 from digitexp.tracking import contract as names
 
 log = logging.getLogger("digitexp.search")
@@ -163,6 +163,7 @@ class SearchRequest:
 @dataclass(frozen=True)
 class SearchOutcome:
     run_id: str
+    experiment: str
     study: str
     storage: str
     trials_total: int
@@ -223,7 +224,7 @@ def run_search(
         before = len(study.trials)
         tracker = store.create_run(
             source.run.experiment,
-            f"search/{source.run.name}",
+            f"thresholds · {split} · {req.objective}",
             {
                 names.TAG_KIND: names.KIND_SEARCH,
                 names.TAG_SOURCE_RUN: req.run_id,
@@ -233,7 +234,14 @@ def run_search(
                 names.TAG_SPEC: source.run.tag(names.TAG_SPEC),
                 names.TAG_VARIANT: source.run.tag(names.TAG_VARIANT),
                 names.TAG_SEED: source.run.tag(names.TAG_SEED),
+                **source_tags("digitexp search", git_commit()),
             },
+            parent_id=req.run_id,  # nested under the run it searched
+            description=(
+                f"Optuna search of the RoI heads' NMS and score thresholds of "
+                f"`{source.run.name}` on its {split} split ({req.objective}, {req.sampler}), "
+                f"study `{name}`; no retraining."
+            ),
         )
         status = "FAILED"
         try:
@@ -273,6 +281,7 @@ def run_search(
             store.end_run(tracker.run_id, status)  # type: ignore[arg-type]
     return SearchOutcome(
         run_id=tracker.run_id,
+        experiment=source.run.experiment,
         study=name,
         storage=storage,
         trials_total=len(study.trials),
@@ -285,6 +294,15 @@ def run_search(
     )
 
 
+def reuse_lines(picked: Sequence[Choice]) -> str:
+    """One ``label: --set ...`` line per distinct choice (choices that picked the same
+    thresholds share a line): what tag ``digitexp.best_set`` holds."""
+    by_line: dict[str, list[str]] = {}
+    for choice in picked:
+        by_line.setdefault(choice.set_line(), []).append(choice.label)
+    return "\n".join(f"{' and '.join(labels)}: {line}" for line, labels in by_line.items())
+
+
 def _log_results(
     tracker: Tracker,
     study: Any,
@@ -295,21 +313,19 @@ def _log_results(
     inference_seconds: float,
     evaluate: Evaluator,
 ) -> None:
-    metrics: dict[str, float] = {f"default_{k}": v for k, v in defaults.items() if k in METRICS}
+    metrics = {names.search_metric("default", k): v for k, v in defaults.items() if k in METRICS}
     for choice in picked:
-        prefix = "best_map" if choice.label.endswith("mAP") else "best_number_acc"
-        metrics.update({f"{prefix}_{k}": v for k, v in choice.metrics.items()})
-        metrics.update({f"{prefix}_{k}": v for k, v in choice.params.items()})
-    metrics["trials_total"] = float(len(study.trials))
-    metrics["inference_seconds"] = inference_seconds
+        metrics.update({names.search_metric(choice.key, k): v for k, v in choice.metrics.items()})
+        metrics.update({names.search_metric(choice.key, k): v for k, v in choice.params.items()})
+    metrics[names.SEARCH_TRIALS] = float(len(study.trials))
+    metrics[names.SEARCH_INFERENCE_SECONDS] = inference_seconds
     if evaluate.seconds:
-        metrics["trial_seconds_mean"] = float(np.mean(evaluate.seconds))
+        metrics[names.SEARCH_TRIAL_SECONDS] = float(np.mean(evaluate.seconds))
     tracker.log_metrics(metrics)
     lines = [f"{c.label} (trial {c.number}): {c.set_line()}" for c in picked]
-    tracker.set_tags({names.TAG_BEST_SET: " | ".join(c.set_line() for c in picked)})
+    tracker.set_tags({names.TAG_BEST_SET: reuse_lines(picked)})
     out = workdir / "results"
     tracker.log_artifact(files.write_text(out / "best_thresholds.txt", "\n".join(lines) + "\n"))
-    frame = trials_frame(study)
-    tracker.log_artifact(files.write_text(out / "trials.csv", frame.to_csv(index=False)))
+    tracker.log_artifact(files.write_csv(out / "trials.csv", trials_frame(study)))
     tracker.log_artifact(plot_history(study, out / "optimization_history.png"))
     tracker.log_artifact(plot_pareto(study, req.objective, defaults, out / "pareto_front.png"))

@@ -31,8 +31,22 @@ TAG_QUEUE = "digitexp.queue"  # the work queue (Optuna study) a worker's invocat
 TAG_SOURCE_RUN = "digitexp.source_run"  # a search run: the training run it searched
 TAG_SPLIT = "digitexp.split"  # a search run: the split it scored
 TAG_STUDY = "digitexp.study"  # a search run: its Optuna study
-TAG_BEST_SET = "digitexp.best_set"  # a search run: the --set line of its best thresholds
+TAG_BEST_SET = "digitexp.best_set"  # a search run: one `--set` line per best choice
+TAG_OVERRIDES = "digitexp.overrides"  # parent, child: the `--set` line that applied, or "none"
+TAG_BEST_VARIANT = "digitexp.best_variant"  # a parent: the variant of highest mean val mAP
+TAG_SLURM_JOB = "digitexp.slurm_job"  # the Slurm (array) job id the run was trained in
+TAG_SLURM_TASK = "digitexp.slurm_task"  # a child run: its task id in the Slurm job array
+TAG_PREEMPTED = "digitexp.preempted"  # times training stopped early, resumable, on request
 PARENT_TAG = "mlflow.parentRunId"
+
+# MLflow's own tags, which its UI reads (the run table's Source, Version, User, Description)
+SOURCE_NAME = "mlflow.source.name"  # the spec file (training) or `digitexp search`
+SOURCE_TYPE = "mlflow.source.type"  # LOCAL
+SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
+USER = "mlflow.user"
+DESCRIPTION = "mlflow.note.content"  # Markdown; on runs and on experiments
+DATASET_CONTEXT = "train"  # the context of a training run's dataset input
+VIEW_KEY = "digitexp"  # experiment tag mlflow.sharedViewState.digitexp: the printed URL's view
 
 KIND_TRAIN = "train"  # one variant x seed (a child run)
 KIND_INVOCATION = "invocation"  # one `run` command or queue worker (a parent run)
@@ -84,9 +98,36 @@ def test_metric(key: str) -> str:
     return f"test_{key}"
 
 
-def best_val_metric(key: str) -> str:
-    """``number_acc`` -> ``best_val_number_acc``: the value at the best epoch."""
-    return f"best_val_{key}"
+def at_best_metric(key: str) -> str:
+    """``number_acc`` -> ``val_number_acc_at_best``: the value at the best epoch (named to sort
+    right after its curve, so the run page's charts open on curves, not on single values)."""
+    return f"val_{key}_at_best"
+
+
+# a parent run, when its children end: the comparison (section "comparison" in the UI)
+COMPARISON_BEST_VAL_MAP = "comparison/best_val_map"  # the best variant's mean best_val_map
+COMPARISON_WORST_VAL_MAP = "comparison/worst_val_map"  # the worst variant's
+COMPARISON_VAL_MAP_SPREAD = "comparison/val_map_spread"  # best minus worst
+COMPARISON_RUNS_FINISHED = "comparison/runs_finished"
+COMPARISON_METRICS = (
+    COMPARISON_BEST_VAL_MAP,
+    COMPARISON_WORST_VAL_MAP,
+    COMPARISON_VAL_MAP_SPREAD,
+    COMPARISON_RUNS_FINISHED,
+)
+
+# a search run (nested under the training run it searched): every metric under "search/"
+SEARCH_PREFIX = "search/"
+SEARCH_TRIALS = "search/trials_total"
+SEARCH_INFERENCE_SECONDS = "search/inference_seconds"
+SEARCH_TRIAL_SECONDS = "search/trial_seconds_mean"
+
+
+def search_metric(choice: str, key: str) -> str:
+    """``("best_map", "number_acc")`` -> ``search/best_map_number_acc``: a metric (or chosen
+    threshold) of one of a search's choices: ``default`` (the spec's thresholds),
+    ``best_map``, ``best_number_acc``."""
+    return f"{SEARCH_PREFIX}{choice}_{key}"
 
 
 # --------------------------------------------------------------------------- artifacts
@@ -102,8 +143,61 @@ VAL_INFERENCE = "predictions/inference.json"  # how val.json was made (batch siz
 TEST_PREDICTIONS = "predictions/test"  # the submission files (digitexp.submission) on test
 TEST_INFERENCE = "predictions/test/inference.json"  # how the submission was made
 CANDIDATES = "candidates"  # a search run: its cached candidate detections
+FIGURES = "figures"
+CURVES_FIGURE = "figures/curves.png"  # a training run: its per-epoch curves
+PREDICTIONS_FIGURE = "figures/val_predictions.png"  # its best checkpoint on validation images
+MODEL = "model"  # the name of a registered run's logged MLflow model
 
 
 def candidates_artifact(split: str, cap: int) -> str:
     """A search run's candidate cache of one split and per-image cap."""
     return f"{CANDIDATES}/{split}-cap{cap}.npz"
+
+
+# --------------------------------------------------------------------------- error analysis
+
+ANALYSIS = "analysis"  # a run's error analysis (digitexp.insight): metric prefix, artifact folder
+
+
+def analysis_metric(key: str) -> str:
+    """``ap_digit_3`` -> ``analysis/ap_digit_3``: a value of a run's error analysis."""
+    return f"{ANALYSIS}/{key}"
+
+
+ANALYSIS_METRICS = (
+    *(f"analysis/ap_digit_{d}" for d in range(10)),  # AP of each digit
+    "analysis/ap_small",  # COCO's area ranges
+    "analysis/ap_medium",
+    "analysis/ap_large",
+    "analysis/ap_height_0_16",  # ground-truth box height in the original image, [lo, hi) px
+    "analysis/ap_height_16_32",
+    "analysis/ap_height_32_64",
+    "analysis/ap_height_64_up",
+    "analysis/task2_correct",  # share of validation images in each Task-2 failure class
+    "analysis/task2_no_detection",
+    "analysis/task2_read_twice",
+    "analysis/task2_missed_digit",
+    "analysis/task2_extra_digit",
+    "analysis/task2_wrong_digit",
+    "analysis/task2_wrong_order",
+)
+ANALYSIS_AP_BY_DIGIT = "analysis/ap_by_digit.csv"
+ANALYSIS_AP_BY_SIZE = "analysis/ap_by_size.csv"
+ANALYSIS_CONFUSION = "analysis/confusion.csv"
+ANALYSIS_FAILURES = "analysis/task2_failures.csv"
+ANALYSIS_IMAGES = "analysis/task2_images.csv"  # every image: truth, reading, failure class
+ANALYSIS_AP_FIGURE = "analysis/ap.png"
+ANALYSIS_CONFUSION_FIGURE = "analysis/confusion.png"
+ANALYSIS_FAILURES_FIGURE = "analysis/task2_failures.png"
+ANALYSIS_WORST_FIGURE = "analysis/worst_images.png"
+ANALYSIS_ARTIFACTS = (
+    ANALYSIS_AP_BY_DIGIT,
+    ANALYSIS_AP_BY_SIZE,
+    ANALYSIS_CONFUSION,
+    ANALYSIS_FAILURES,
+    ANALYSIS_IMAGES,
+    ANALYSIS_AP_FIGURE,
+    ANALYSIS_CONFUSION_FIGURE,
+    ANALYSIS_FAILURES_FIGURE,
+    ANALYSIS_WORST_FIGURE,
+)

@@ -23,7 +23,7 @@ from digitexp.tracking.backends import (
     check_uri,
     create_sqlite_store,
 )
-from digitexp.tracking.contract import PARENT_TAG, TAG_HEARTBEAT, TAG_OWNER
+from digitexp.tracking.contract import DESCRIPTION, PARENT_TAG, TAG_HEARTBEAT, TAG_OWNER
 from digitexp.tracking.histories import History, bulk_metric_histories
 from digitexp.tracking.liveness import owner_tag
 from digitexp.tracking.records import RunRecord, RunStatus, record_of
@@ -36,7 +36,8 @@ from digitexp.tracking.sqlite import (
     is_locked,
     is_store_error,
 )
-from digitexp.tracking.trackers import MlflowTracker
+from digitexp.tracking.trackers import MlflowTracker, description_text
+from digitexp.tracking.ui import VIEW_TAG, runs_url, ui_base_url
 from digitexp.tracking.uri import (
     check_server_reachable,
     default_uri,
@@ -153,19 +154,42 @@ class TrackingStore:
         self._experiments[name] = exp_id
         return exp_id
 
+    def describe_experiment(self, name: str, markdown: str, view: str | None = None) -> None:
+        """Set the experiment's description (shown above its runs table) and, with ``view``,
+        the view its printed URL selects (:func:`digitexp.tracking.ui.view_state`)."""
+        exp_id = self.experiment_id(name)
+        self.call(self.client.set_experiment_tag, exp_id, DESCRIPTION, description_text(markdown))
+        if view is not None:
+            self.call(self.client.set_experiment_tag, exp_id, VIEW_TAG, view)
+
+    def experiment_url(self, name: str) -> str | None:
+        """The URL that opens the experiment's runs in the MLflow UI (model-training view), or
+        None when there is no such experiment."""
+        exp_id = self.experiment_id(name, create=False)
+        return None if exp_id is None else runs_url(ui_base_url(self.uri), exp_id)
+
     def create_run(
         self,
         experiment: str,
         name: str,
         tags: Mapping[str, str],
         parent_id: str | None = None,
+        description: str | None = None,
     ) -> MlflowTracker:
+        """A new RUNNING run (nested under ``parent_id``), its Markdown ``description`` shown
+        at the top of its page."""
         exp_id = self.experiment_id(experiment)
         all_tags = dict(tags)
         if parent_id:
             all_tags[PARENT_TAG] = parent_id
+        if description:
+            all_tags[DESCRIPTION] = description_text(description)
         run = self.call(self.client.create_run, exp_id, tags=all_tags, run_name=name)
         return MlflowTracker(self, run.info.run_id)
+
+    def tracker(self, run_id: str) -> MlflowTracker:
+        """Log to an existing run (without changing its status)."""
+        return MlflowTracker(self, run_id)
 
     def end_run(self, run_id: str, status: RunStatus) -> None:
         """Write a run's final status; a Ctrl-C or SIGTERM arriving meanwhile waits until it
@@ -217,6 +241,14 @@ class TrackingStore:
     def experiment_names(self) -> list[str]:
         exps = self.call(self.client.search_experiments)
         return [e.name for e in exps]
+
+    def experiments_with_runs(self) -> dict[str, str]:
+        """``{name: id}`` of the experiments that hold at least one run."""
+        out = {}
+        for exp in self.call(self.client.search_experiments):
+            if self.call(self.client.search_runs, [exp.experiment_id], max_results=1):
+                out[exp.name] = exp.experiment_id
+        return out
 
     def runs(
         self,

@@ -15,7 +15,17 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from digitexp.common import files
+from digitexp.tracking.contract import DATASET_CONTEXT, DESCRIPTION
 from digitexp.tracking.records import StoreCalls
+
+DESCRIPTION_CHARS = 7900  # MLflow keeps at most 8000 characters in a tag
+
+
+def description_text(markdown: str) -> str:
+    """A description MLflow accepts: cut (and said so) past its tag length."""
+    if len(markdown) <= DESCRIPTION_CHARS:
+        return markdown
+    return markdown[: DESCRIPTION_CHARS - 40].rstrip() + "\n\n… (cut: too long for MLflow)\n"
 
 
 def param_value(value: Any) -> str:
@@ -135,6 +145,26 @@ class MlflowTracker:
 
     def log_dict(self, obj: Any, artifact_file: str) -> None:
         self.log_text(json.dumps(obj, indent=2), artifact_file)
+
+    def set_description(self, markdown: str) -> None:
+        """The run's description (Markdown, shown at the top of its page in the MLflow UI)."""
+        self.set_tags({DESCRIPTION: description_text(markdown)})
+
+    def log_dataset(self, name: str, digest: str, source: str, profile: Mapping[str, Any]) -> None:
+        """A dataset input of the run (the runs table's Dataset column): its ``name``, a
+        ``digest`` of its content, where it lives (``source``), and ``profile`` (sizes)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(
+            name=name,
+            digest=digest,
+            source_type="local",
+            source=json.dumps({"uri": source}),
+            profile=json.dumps(dict(profile)),
+        )
+        context = InputTag("mlflow.data.context", DATASET_CONTEXT)
+        inputs = [DatasetInput(dataset, tags=[context])]
+        self._store.call(self._store.client.log_inputs, self._run_id, datasets=inputs)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         local = self._local_artifact_dir()
