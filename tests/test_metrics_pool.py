@@ -126,6 +126,24 @@ def test_empty_subset() -> None:
     assert empty == evaluate(split, [], EvalConfig())
 
 
+def test_pool_without_any_candidate() -> None:
+    """A model that detected nothing (every image empty) is scored, not an IndexError."""
+    split, _ = random_case(4)
+    none = PoolDetections(
+        image=np.zeros(0, np.int64),
+        boxes=np.zeros((0, 4)),
+        scores=np.zeros(0),
+        labels=np.zeros(0, np.int64),
+    )
+    pool = CandidatePool(split, [r.id for r in split.images], none)
+    metrics = pool.score(np.zeros(0, dtype=bool), EvalConfig())
+    expected = evaluate(split, [], EvalConfig())
+    assert metrics.keys() == expected.keys()
+    assert np.isnan(metrics["digit_acc"]) and np.isnan(expected["digit_acc"])
+    for key in ("map", "map50", "map75", "number_acc"):
+        assert metrics[key] == expected[key]
+
+
 def reference_digit_accuracy(split: Split, dets: list[Detections]) -> float | None:
     """The validation accuracy as the report author's loop computes it, in torch: per image
     torchvision ``nms`` at 0.5 over all labels, ``box_iou`` against the ground truth, the

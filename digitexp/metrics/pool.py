@@ -110,8 +110,10 @@ class CandidatePool:
         dt_xywh = _xywh(d.boxes)
         order = np.lexsort((d.labels, d.image))
         keys = np.stack([d.image[order], d.labels[order]], axis=1)
+        # a new group where (image, category) changes (no candidate: no group)
         starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)])
-        ends = np.r_[starts[1:], len(order)]
+        starts = starts[starts < len(order)]
+        ends = np.r_[starts[1:], len(order)][: len(starts)]
         for s, e in zip(starts, ends, strict=True):
             idx = order[s:e]
             gt = per_group.get((int(d.image[idx[0]]), int(d.labels[idx[0]])))
