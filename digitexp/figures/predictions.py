@@ -138,7 +138,8 @@ def draw(
     split has no images."""
     import matplotlib.patches as patches
     from matplotlib.lines import Line2D
-    from PIL import Image
+
+    from digitexp.data.images import decode_rgb
 
     everything = examples(split, detections, cfg)
     chosen = choose(everything, count)
@@ -158,8 +159,7 @@ def draw(
         ax.axis("off")
     for ax, example in zip(axes.flat, chosen, strict=False):
         record = example.record
-        with Image.open(split.path(record)) as img:
-            ax.imshow(img.convert("RGB"))
+        ax.imshow(decode_rgb(split.path(record)))  # the pixels the model saw (image rules)
         gt_boxes, gt_labels = split.boxes[record.id], split.labels[record.id]
         scale = max(record.width, record.height) / 100  # label offsets in image pixels
         for (x1, y1, x2, y2), label in zip(gt_boxes, gt_labels, strict=True):

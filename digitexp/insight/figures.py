@@ -146,7 +146,8 @@ def gallery_figure(
     green right, red wrong digit, orange on no digit or a digit read twice."""
     import matplotlib.patches as patches
     from matplotlib.lines import Line2D
-    from PIL import Image
+
+    from digitexp.data.images import decode_rgb
 
     plt = pyplot()
     records = {r.id: r for r in split.images}
@@ -162,8 +163,7 @@ def gallery_figure(
     label_box = {"facecolor": "black", "alpha": 0.6, "pad": 1, "linewidth": 0}
     for ax, reading in zip(axes.flat, readings, strict=False):
         record = records[reading.image_id]
-        with Image.open(split.path(record)) as img:
-            ax.imshow(img.convert("RGB"), interpolation="nearest")
+        ax.imshow(decode_rgb(split.path(record)), interpolation="nearest")
         for (x1, y1, x2, y2), label in zip(reading.gt_boxes, reading.gt_labels, strict=True):
             ax.add_patch(
                 patches.Rectangle(
