@@ -648,6 +648,12 @@ def _(c: Case) -> list[str]:
     return run(c)
 
 
+@case("anchors_spec_sys_exit", SPECS, "spec.py", "the spec exits at line 3", "SystemExit 3")
+def _(c: Case) -> list[str]:
+    spec(c, '"""Q?"""\nimport sys\nsys.exit(3)\n')
+    return ["anchors", str(c.spec), "--out", str(c.root / "anchors")]
+
+
 @case("spec_bare_system_exit", SPECS, "spec.py", "the spec exits")
 def _(c: Case) -> list[str]:
     spec(c, '"""Q?"""\nraise SystemExit\n')
@@ -990,6 +996,35 @@ def _(c: Case) -> list[str]:
         "--set",
         "model.box_head_dim=64",
     ]
+
+
+@case("register_unknown_run", CHECKPOINTS, "no run with id 'deadbeef'")
+def _(c: Case) -> list[str]:
+    return ["register", "deadbeef", "--name", "digits"]
+
+
+@case("register_run_without_checkpoint", CHECKPOINTS, "has no checkpoints/best.pt")
+def _(c: Case) -> list[str]:
+    return ["register", make_run_without_checkpoint(c), "--name", "digits"]
+
+
+@case("register_weights_that_do_not_fit", CHECKPOINTS, "best.pt", "do not fit the model")
+def _(c: Case) -> list[str]:
+    import torch
+
+    state = torch.load(c.checkpoint, map_location="cpu", weights_only=True)
+    state["model"] = dict(list(state["model"].items())[:-2])  # the box predictor's weights gone
+    return ["register", make_run_with_checkpoint(c, checkpoint_bytes(state)), "--name", "digits"]
+
+
+@case("analyze_unknown_run", CHECKPOINTS, "no run with id 'deadbeef'")
+def _(c: Case) -> list[str]:
+    return ["analyze", "deadbeef", "--no-log"]
+
+
+@case("analyze_a_parent_run", CHECKPOINTS, "not a training run")
+def _(c: Case) -> list[str]:
+    return ["analyze", c.parent_id, "--no-log"]
 
 
 @case("search_unknown_run", CHECKPOINTS, "no run with id 'deadbeef'")
