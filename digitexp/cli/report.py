@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from digitexp.cli.output import EXIT_OK, non_negative_int, runs_url_line
+from digitexp.cli.output import EXIT_OK, runs_url_line
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
     p.add_argument("--ablations", default="ablations", help="folder of spec files")
     p.add_argument(
         "--bootstrap",
-        type=non_negative_int,
+        type=int,
         metavar="B",
         help="paired-bootstrap resamples of the validation images (default 1000; 0 = none)",
     )
