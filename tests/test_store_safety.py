@@ -151,7 +151,7 @@ def test_repeated_ctrl_c_never_leaves_a_run_running(
             stderr=subprocess.PIPE,
             text=True,
         )
-        wait_for(lambda db=db: "spec/a/s0" in statuses(db), 300, "the child run")
+        wait_for(lambda db=db: "a/s0" in statuses(db), 300, "the child run")
         time.sleep(0.5 * k)  # somewhere in the first epochs
         for n in range(count):
             proc.send_signal(signal.SIGTERM if n == count - 1 else signal.SIGINT)
