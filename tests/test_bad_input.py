@@ -190,7 +190,7 @@ def make_run_without_checkpoint(case: Case) -> str:
     store = TrackingStore(f"sqlite:///{case.db}")
     run_ = store.create_run(
         "recorded",
-        "recorded/b/s0",
+        "b/s0",
         {names.TAG_KIND: names.KIND_TRAIN, names.TAG_SPEC: "recorded", names.TAG_VARIANT: "b"},
         parent_id=case.parent_id,
     )
@@ -203,7 +203,7 @@ def make_run_with_checkpoint(case: Case, content: bytes) -> str:
     store = TrackingStore(f"sqlite:///{case.db}")
     run_ = store.create_run(
         "recorded",
-        "recorded/c/s0",
+        "c/s0",
         {names.TAG_KIND: names.KIND_TRAIN, names.TAG_SPEC: "recorded", names.TAG_VARIANT: "c"},
         parent_id=case.parent_id,
     )
