@@ -1027,6 +1027,21 @@ def _(c: Case) -> list[str]:
     return ["analyze", c.parent_id, "--no-log"]
 
 
+@case("register_an_empty_model_name", CHECKPOINTS, "--name", "give the registered model a name")
+def _(c: Case) -> list[str]:
+    return ["register", c.run_id, "--name", ""]
+
+
+@case("register_a_model_name_the_registry_refuses", CHECKPOINTS, "--name 'a/b:c'", "'/' or ':'")
+def _(c: Case) -> list[str]:
+    return ["register", c.run_id, "--name", "a/b:c"]
+
+
+@case("run_register_a_name_the_registry_refuses", CHECKPOINTS, "--register 'x:1'", "'/' or ':'")
+def _(c: Case) -> list[str]:
+    return run(c, "--register", "x:1")
+
+
 @case("search_unknown_run", CHECKPOINTS, "no run with id 'deadbeef'")
 def _(c: Case) -> list[str]:
     return ["search", "deadbeef", "--trials", "1"]

@@ -50,6 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from digitexp.config import flatten
     from digitexp.launch import plan_runs
     from digitexp.spec import load_spec
+    from digitexp.tracking.models import model_name_problem
 
     slurm.check_arguments(args)
     sets = overrides(args)
@@ -83,8 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume and --queue under torchrun: use one process per worker")
         if args.queue and args.resume is not None:
             raise ConfigError("--queue resumes by itself: drop --resume")
-        if args.register is not None and not args.register.strip():
-            raise ConfigError("--register: give the registered model a name")
+        if args.register is not None and (problem := model_name_problem(args.register)):
+            raise ConfigError(f"--register {args.register!r}: {problem}")
         if ctx is not None and not ctx.is_main:
             from digitexp.launch import follow
 
