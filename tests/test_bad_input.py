@@ -1072,6 +1072,26 @@ def _(c: Case) -> list[str]:
 OUTPUTS = "output folders"
 
 
+@case("slurm_task_folder_without_manifest", OUTPUTS, "manifest.json", "no such manifest")
+def _(c: Case) -> list[str]:
+    return ["slurm-task", str(c.root), "--task", "0"]
+
+
+@case("slurm_task_manifest_not_an_object", OUTPUTS, "manifest.json", "malformed manifest")
+def _(c: Case) -> list[str]:
+    (c.root / "manifest.json").write_text("[1, 2]")
+    return ["slurm-task", str(c.root), "--task", "0"]
+
+
+@case("slurm_task_manifest_of_wrong_types", OUTPUTS, "manifest.json", "malformed manifest")
+def _(c: Case) -> list[str]:
+    from digitexp.launch.slurm.manifest import VERSION
+
+    manifest = {"version": VERSION, "options": 3, "tasks": "x"}
+    (c.root / "manifest.json").write_text(json.dumps(manifest))
+    return ["slurm-task", str(c.root), "--task", "0"]
+
+
 @case("report_out_under_a_file", OUTPUTS, "file", "Not a directory")
 def _(c: Case) -> list[str]:
     (c.root / "file").write_text("x")
