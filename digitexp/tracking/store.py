@@ -49,6 +49,19 @@ from digitexp.tracking.uri import (
 log = logging.getLogger("digitexp.tracking")
 
 
+def is_duplicate_key(message: str) -> bool:
+    """A write lost a race to insert the same row (sqlite, PostgreSQL, MySQL wording)."""
+    return any(
+        words in message
+        for words in (
+            "UNIQUE constraint failed",
+            "duplicate key",
+            "UniqueViolation",
+            "Duplicate entry",
+        )
+    )
+
+
 class TrackingStore:
     """One MLflow tracking store (embedded sqlite or a server)."""
 
@@ -158,9 +171,22 @@ class TrackingStore:
         """Set the experiment's description (shown above its runs table) and, with ``view``,
         the view its printed URL selects (:func:`digitexp.tracking.ui.view_state`)."""
         exp_id = self.experiment_id(name)
-        self.call(self.client.set_experiment_tag, exp_id, DESCRIPTION, description_text(markdown))
+        self._set_experiment_tag(exp_id, DESCRIPTION, description_text(markdown))
         if view is not None:
-            self.call(self.client.set_experiment_tag, exp_id, VIEW_TAG, view)
+            self._set_experiment_tag(exp_id, VIEW_TAG, view)
+
+    def _set_experiment_tag(self, exp_id: str, key: str, value: str) -> None:
+        """Set an experiment tag. Workers starting together may insert the same new tag at
+        once; the loser's insert fails on the tag's unique key, and setting it again updates
+        the row the winner wrote."""
+        for attempt in range(3):
+            try:
+                self.call(self.client.set_experiment_tag, exp_id, key, value)
+                return
+            except TrackingError as exc:
+                if attempt == 2 or not is_duplicate_key(str(exc)):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def experiment_url(self, name: str) -> str | None:
         """The URL that opens the experiment's runs in the MLflow UI (model-training view), or
