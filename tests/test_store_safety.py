@@ -223,7 +223,7 @@ def test_sigterm_during_a_search_ends_it_killed_in_one_line(
     )
 
     def searching() -> bool:
-        return any(name.startswith("search/") for name in statuses(db))
+        return any(name.startswith("thresholds · ") for name in statuses(db))
 
     wait_for(searching, 300, "the search run")
     time.sleep(1.0)  # in the middle of the trials
@@ -233,7 +233,7 @@ def test_sigterm_during_a_search_ends_it_killed_in_one_line(
     assert "Traceback" not in err, err[-2000:]
     assert err.strip().splitlines()[-1] == "interrupted"
     final = statuses(db)
-    assert [s for n, s in final.items() if n.startswith("search/")] == ["KILLED"]
+    assert [s for n, s in final.items() if n.startswith("thresholds · ")] == ["KILLED"]
     assert "RUNNING" not in final.values()
 
 
