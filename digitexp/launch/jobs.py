@@ -93,6 +93,9 @@ def open_invocation(
         parent.log_params(shared_params(plans))
         parent.log_text(spec.source, names.SPEC_PY)
         describe_experiment(store, experiment, spec, name, plans)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while it is set up: stopped, not broken
+        store.end_run(parent.run_id, "KILLED")
+        raise
     except BaseException:
         store.end_run(parent.run_id, "FAILED")
         raise
@@ -137,6 +140,9 @@ def open_child(
         tracker.log_dict(to_dict(plan.cfg), names.CONFIG_JSON)
         dataset = fingerprint(plan.cfg.data, data)
         tracker.log_dataset(dataset.name, dataset.digest, dataset.root, dataset.sizes)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while it is set up: stopped, not broken
+        store.end_run(tracker.run_id, "KILLED")
+        raise
     except BaseException:
         store.end_run(tracker.run_id, "FAILED")
         raise
