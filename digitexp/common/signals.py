@@ -99,3 +99,13 @@ def deferred_interrupts() -> Iterator[None]:
                     handler(signum, None)  # as if it arrived now (the CLI's rule applies)
                 elif handler != signal.SIG_IGN:
                     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def raise_held_interrupt() -> None:
+    """Inside :func:`deferred_interrupts`: at a safe point, raise the KeyboardInterrupt a
+    signal held so far (and treat later signals as repeats, like the CLI's rule)."""
+    if _pending:
+        signum = _pending[0]
+        _pending.clear()
+        _state["first"] = time.monotonic()
+        raise KeyboardInterrupt(f"signal {signum}")
