@@ -9,7 +9,9 @@ RUNNING. Two guards:
   stderr, so the code that records the runs' status finishes (``kill -9`` still stops the
   process at once; its runs then show as stale);
 - :func:`deferred_interrupts` (around each status write, for library use too): a signal
-  arriving inside the block waits until the block is done, then raises KeyboardInterrupt.
+  arriving inside the block waits until the block is done, then raises KeyboardInterrupt;
+  :func:`raise_held_interrupt` raises it earlier, at a safe point inside the block (the
+  search's trial loop, where Optuna expects an interrupt).
 
 Both act in the main thread only (Python delivers signals there).
 """
