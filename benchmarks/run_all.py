@@ -19,6 +19,7 @@ REPO = HERE.parent
 # (name in the results, script in benchmarks/ or a module, arguments)
 BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ("synth_rate.py", "synth_rate.py", ["--images", "2000"]),
+    ("data_verify.py", "data_verify.py", ["--images", "3000"]),
     ("report_speed.py", "report_speed.py", ["--runs", "100", "--epochs", "20"]),
     ("search_speed.py", "search_speed.py", []),
     ("eval_speed.py", "eval_speed.py", []),

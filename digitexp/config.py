@@ -11,6 +11,7 @@ import ast
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import shlex
 import types
@@ -146,6 +147,9 @@ class ModelConfig:
             "must be distinct non-negative FPN level indices",
         )
         _require(0 < self.min_size <= self.max_size, "model.min_size", "must be in (0, max_size]")
+        _require(
+            self.max_size <= MAX_IMAGE_SIDE, "model.max_size", f"must be <= {MAX_IMAGE_SIDE} pixels"
+        )
         for key in (
             "rpn_nms_thresh",
             "rpn_fg_iou_thresh",
@@ -231,13 +235,21 @@ class TrainConfig:
         _require(self.eval_batch_size >= 1, "train.eval_batch_size", "must be >= 1")
         _require(self.lr > 0, "train.lr", "must be > 0")
         _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        _require(self.momentum >= 0, "train.momentum", "must be >= 0")
+        _require(self.gamma > 0, "train.gamma", "must be > 0")
+        _require(self.eta_min >= 0, "train.eta_min", "must be >= 0")
+        _require(
+            0 <= self.seed <= SEED_MAX, "train.seed", f"must be in [0, {SEED_MAX}] (NumPy's range)"
+        )
         _require(self.step_size >= 1, "train.step_size", "must be >= 1")
         _require(self.t_max >= 1, "train.t_max", "must be >= 1")
         _require(self.warmup_iters >= 0, "train.warmup_iters", "must be >= 0")
         _require(0 < self.warmup_factor <= 1, "train.warmup_factor", "must be in (0, 1]")
         _require(self.grad_clip_norm >= 0, "train.grad_clip_norm", "must be >= 0 (0 = off)")
         _require(self.early_stop_patience >= 0, "train.early_stop_patience", "must be >= 0")
-        _require(self.workers >= -1, "train.workers", "must be >= 0 (or -1 = one per core)")
+        _require(
+            -1 <= self.workers <= 64, "train.workers", "must be in [0, 64] (or -1 = one per core)"
+        )
         _require(
             self.threads == "auto" or self.threads >= 1,
             "train.threads",
@@ -260,13 +272,19 @@ class EvalConfig:
     score_thresh: float = 0.5
     # Digit accuracy: a prediction counts when its best IoU with the ground truth is > this.
     digit_iou: float = 0.5
+    # Digit accuracy: the class-agnostic NMS over each image's predictions before matching,
+    # as the report's author ran it (torchvision nms at IoU 0.5); 1.0 turns it off.
+    digit_nms_iou: float = 0.5
     coco_backend: CocoBackend = "pycocotools"
     # Class-agnostic NMS before the digits are joined for Task 2 (off, as in the report).
     agnostic_nms: bool = False
     agnostic_nms_iou: float = 0.5
+    # pred.json: every detection the model returned instead of those with score >
+    # score_thresh (the author's file; README "Submission files").
+    submission_all_detections: bool = False
 
     def __post_init__(self) -> None:
-        for key in ("score_thresh", "digit_iou", "agnostic_nms_iou"):
+        for key in ("score_thresh", "digit_iou", "digit_nms_iou", "agnostic_nms_iou"):
             _require(0.0 <= getattr(self, key) <= 1.0, f"eval.{key}", "must be in [0, 1]")
 
 
@@ -317,6 +335,20 @@ def seed_config() -> ExperimentConfig:
 # --------------------------------------------------------------------------- overrides
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+SEED_MAX = 2**32 - 1  # NumPy's legacy seeding takes 0 .. 2**32 - 1
+MAX_IMAGE_SIDE = 16384  # model.min_size / max_size: the resize target of the model's transform
+
+
+def _brief(value: Any) -> str:
+    """A value for an error line: at most 60 characters (a 4,000-digit int stays readable)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
+        text = f"{str(value)[:12]}... ({len(str(abs(value)))} digits)"
+    else:
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _type_name(hint: Any) -> str:
     origin = get_origin(hint)
     if origin is Literal:
@@ -333,7 +365,7 @@ def _type_name(hint: Any) -> str:
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Return ``value`` as type ``hint`` or raise ConfigError naming the key and the type."""
     origin = get_origin(hint)
-    bad = ConfigError(f"{key}: expected {_type_name(hint)}, got {value!r}")
+    bad = ConfigError(f"{key}: expected {_type_name(hint)}, got {_brief(value)}")
     if origin is Literal:
         if value in get_args(hint) and isinstance(value, str):
             return value
@@ -365,14 +397,22 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return value
         raise bad
     if hint is int:
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise ConfigError(f"{key}: {_brief(value)} does not fit in 64 bits")
             return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
         raise bad
     if hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number):
+                raise ConfigError(f"{key}: expected a finite number, got {_brief(value)}")
+            return number
         raise bad
     if hint is str:
         if isinstance(value, str):
@@ -456,7 +496,17 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 
 def parse_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    return dict(parse_set(item) for item in items)
+    """``--set`` items as a dict; a key given twice with different values is refused (which
+    one was meant?)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, value = parse_set(item)
+        if key in out and out[key] != value:
+            raise ConfigError(
+                f"--set {key}: given twice ({_brief(out[key])} and {_brief(value)}); keep one"
+            )
+        out[key] = value
+    return out
 
 
 def format_set(key: str, value: Any) -> str:

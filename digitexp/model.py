@@ -245,10 +245,12 @@ def anchor_generator(cfg: ModelConfig) -> AnchorGenerator:
 def check_model(cfg: ModelConfig) -> None:
     """Raise ConfigError / WeightsError now (before any run exists) for a model that cannot be
     built: anchor sizes that do not fit the feature maps, RoI levels the backbone lacks,
-    pretrained weights that are not here."""
+    pretrained weights that are not here, a weights file of another architecture."""
     anchor_sizes_per_level(cfg)
     _roi_featmaps(cfg)
     check_weights(cfg)
+    if cfg.weights not in ("DEFAULT", "none"):  # a local file: do its weights fit this model?
+        build_model(cfg)
 
 
 def _roi_featmaps(cfg: ModelConfig) -> list[str]:

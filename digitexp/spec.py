@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from digitexp import presets
-from digitexp.config import ExperimentConfig, apply_overrides
-from digitexp.errors import ConfigError, SpecError
+from digitexp.config import SEED_MAX, ExperimentConfig, apply_overrides
+from digitexp.errors import ConfigError, SpecError, first_line
 
 FIELDS = ("BASE", "VARIANTS", "SEEDS", "REPORT_TABLE", "FINAL")
 PUBLISHED_KEYS = ("val_map", "public_task1", "public_task2")
@@ -91,17 +91,53 @@ def _fail(path: Path, message: str) -> SpecError:
     return SpecError(f"{path}: {message}")
 
 
-def _execute(path: Path) -> dict[str, Any]:
+def _read_source(path: Path) -> str:
+    """The spec's text: UTF-8 Python source, or one SpecError saying why not."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _fail(path, f"cannot read the spec file ({exc.strerror or exc})") from None
+    if b"\x00" in data:
+        raise _fail(path, "not a text file (it holds NUL bytes): a spec is a Python file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(
+            path,
+            f"not UTF-8 text (byte {exc.start}: {data[exc.start : exc.start + 1]!r}): save the "
+            "spec as UTF-8 Python source",
+        ) from None
+
+
+def _execute(path: Path, source: str) -> dict[str, Any]:
+    try:
+        compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        where = f" at line {exc.lineno}" if exc.lineno else ""
+        raise _fail(path, f"syntax error{where}: {exc.msg}") from None
+    except ValueError as exc:
+        raise _fail(path, f"not valid Python source ({exc})") from None
     try:
         return runpy.run_path(str(path), run_name=_RUN_PATH_MODULE)
     except SyntaxError as exc:
-        raise _fail(path, f"syntax error at line {exc.lineno}: {exc.msg}") from None
+        where = f" at line {exc.lineno}" if exc.lineno else ""
+        raise _fail(path, f"syntax error{where}: {exc.msg}") from None
     except ConfigError as exc:
         raise _fail(path, f"BASE does not build: {exc}") from None
-    except Exception as exc:  # the spec is user code: report whatever it raised in one line
+    except SystemExit as exc:  # sys.exit() / exit() in a spec: an error, not digitexp's exit
         line = _user_line(exc, path)
         where = f" at line {line}" if line else ""
-        raise _fail(path, f"error while executing{where}: {type(exc).__name__}: {exc}") from None
+        raise _fail(
+            path, f"the spec exits{where} (SystemExit {exc.code!r}): a spec only declares data"
+        ) from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the spec is user code: report whatever it raised in one line
+        line = _user_line(exc, path)
+        where = f" at line {line}" if line else ""
+        text = first_line(exc)[:300] if str(exc).strip() else ""
+        message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        raise _fail(path, f"error while executing{where}: {message}") from None
 
 
 def _user_line(exc: BaseException, path: Path) -> int | None:
@@ -201,9 +237,12 @@ def _seeds(path: Path, raw: Any) -> tuple[int, ...]:
         raw = (raw,)
     ok = isinstance(raw, list | tuple) and raw
     if not ok or not all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
-        raise _fail(path, f"SEEDS must be a non-empty tuple of ints, got {raw!r}")
+        raise _fail(path, f"SEEDS must be a non-empty tuple of ints, got {repr(raw)[:60]}")
     if len(set(raw)) != len(raw):
         raise _fail(path, f"SEEDS has duplicates: {raw!r}")
+    out_of_range = [s for s in raw if not 0 <= s <= SEED_MAX]
+    if out_of_range:
+        raise _fail(path, f"SEEDS: {str(out_of_range[0])[:30]} is not in [0, {SEED_MAX}]")
     return tuple(raw)
 
 
@@ -261,8 +300,8 @@ def load_spec(
         presets.overrides(preset)  # an unknown preset is named before the spec runs
     if sets and "train.seed" in sets:
         raise ConfigError("--set train.seed: choose seeds with --seed (or the spec's SEEDS)")
-    source = path.read_text(encoding="utf-8")
-    namespace = _execute(path)
+    source = _read_source(path)
+    namespace = _execute(path, source)
     _check_no_logic(path, namespace, source)
     question = (namespace.get("__doc__") or "").strip()
     if not question:

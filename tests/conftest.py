@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -80,6 +81,68 @@ def store_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store_db: P
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
     return uri
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A store template holding one finished training run (and its parent)."""
+
+    db: Path
+    run_id: str
+    parent_id: str
+    checkpoint: Path  # the run's logged checkpoints/best.pt
+
+
+@pytest.fixture(scope="session")
+def recorded_store(
+    tmp_path_factory: pytest.TempPathFactory, empty_store_db: Path, synth_root: Path
+) -> Recorded:
+    """A finished training run as `digitexp run` records it: tags, params, per-epoch and
+    summary metrics, config.json and a real checkpoint of the smoke model (not trained: its
+    weights are as built, which is all inference and these cases need)."""
+    from digitexp import presets
+    from digitexp.config import apply_overrides, flatten, seed_config, to_dict
+    from digitexp.engine.checkpoints import save_checkpoint
+    from digitexp.model import build_model
+    from digitexp.tracking import TrackingStore
+    from digitexp.tracking import contract as names
+
+    root = tmp_path_factory.mktemp("recorded")
+    store = TrackingStore(new_store(root, empty_store_db))
+    cfg = apply_overrides(seed_config(), {**presets.SMOKE, "data.root": str(synth_root)})
+    parent = store.create_run(
+        "recorded",
+        "recorded@1",
+        {names.TAG_KIND: names.KIND_INVOCATION, names.TAG_SPEC: "recorded"},
+    )
+    child = store.create_run(
+        "recorded",
+        "recorded/a/s0",
+        {
+            names.TAG_KIND: names.KIND_TRAIN,
+            names.TAG_SPEC: "recorded",
+            names.TAG_VARIANT: "a",
+            names.TAG_SEED: "0",
+            names.TAG_DATA: str(synth_root),
+        },
+        parent_id=parent.run_id,
+    )
+    child.log_params(flatten(cfg))
+    child.log_metrics({names.VAL_MAP: 0.25, names.TRAIN_LOSS: 1.5}, step=1)
+    child.log_metrics({names.BEST_VAL_MAP: 0.25, names.BEST_EPOCH: 1.0})
+    child.log_dict(to_dict(cfg), names.CONFIG_JSON)
+    best = root / "best.pt"
+    model = build_model(cfg.model)
+    save_checkpoint(best, {"version": 1, "model": model.state_dict(), "config": to_dict(cfg)})
+    child.log_artifact(best, names.CHECKPOINTS)
+    store.end_run(child.run_id, "FINISHED")
+    store.end_run(parent.run_id, "FINISHED")
+    db = root / "mlruns" / "mlflow.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    artifacts = store.client.get_run(child.run_id).info.artifact_uri
+    logged = Path(artifacts.removeprefix("file://"))
+    return Recorded(db, child.run_id, parent.run_id, logged / names.BEST_CHECKPOINT)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -96,8 +97,27 @@ def test_digit_accuracy_matching_rules() -> None:
         ),
         2: _det(2, [([0, 0, 10, 10], 0.9, 1)]),  # image without ground truth: wrong
     }
-    assert digit_accuracy(split, dets, iou=0.5) == pytest.approx(1 / 3)
-    assert digit_accuracy(split, {}, iou=0.5) == 0.0
+    # no two predictions of image 1 overlap by more than 0.5: the agnostic NMS keeps them all
+    assert digit_accuracy(split, dets, iou=0.5, nms_iou=0.5) == pytest.approx(1 / 3)
+    assert math.isnan(digit_accuracy(split, {}, iou=0.5, nms_iou=0.5))  # nothing counted
+
+
+def test_digit_accuracy_runs_an_agnostic_nms_first() -> None:
+    """Two labels on one digit: the lower-scoring one goes before matching (IoU 0.95 > 0.5),
+    whatever its label; with the NMS off (IoU 1.0) it counts as a wrong prediction."""
+    split = _split({1: [([0, 0, 10, 20], 3)]})
+    dets = {1: _det(1, [([0, 0, 10, 20], 0.9, 3), ([0, 0, 10, 19], 0.8, 5)])}
+    assert digit_accuracy(split, dets, iou=0.5, nms_iou=0.5) == 1.0
+    assert digit_accuracy(split, dets, iou=0.5, nms_iou=1.0) == 0.5
+    assert evaluate(split, list(dets.values()), EvalConfig())["digit_acc"] == 1.0
+    assert evaluate(split, list(dets.values()), EvalConfig(digit_nms_iou=1.0))["digit_acc"] == 0.5
+
+
+def test_digit_accuracy_is_nan_when_nothing_counts() -> None:
+    """Only images with ground truth and predictions that all miss it: undefined, not 0."""
+    split = _split({1: [([0, 0, 10, 20], 3)], 2: [([0, 0, 10, 20], 4)]})
+    dets = {1: _det(1, [([50, 0, 60, 20], 0.9, 3)])}  # IoU 0 with the digit: not counted
+    assert math.isnan(evaluate(split, list(dets.values()), EvalConfig())["digit_acc"])
 
 
 def test_box_iou() -> None:
@@ -152,7 +172,8 @@ def test_perfect_and_empty_predictions() -> None:
         {"map": 1.0, "map50": 1.0, "map75": 1.0, "digit_acc": 1.0, "number_acc": 1.0}
     )
     empty = evaluate(split, [], EvalConfig())
-    assert empty == {"map": 0.0, "map50": 0.0, "map75": 0.0, "digit_acc": 0.0, "number_acc": 0.0}
+    assert math.isnan(empty.pop("digit_acc"))
+    assert empty == {"map": 0.0, "map50": 0.0, "map75": 0.0, "number_acc": 0.0}
 
 
 def test_coco_results_format() -> None:

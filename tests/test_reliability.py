@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -49,10 +50,12 @@ def _child(client: MlflowClient, experiment: str = "spec"):
     return child
 
 
-def _histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+def _histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float | None]]]:
+    """Each metric's (step, value); an undefined value (NaN: digit accuracy with nothing
+    counted) as None, so that two undefined values compare equal."""
     return {
         key: [
-            (m.step, m.value)
+            (m.step, None if math.isnan(m.value) else m.value)
             for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
         ]
         for key in DETERMINISTIC

@@ -329,8 +329,8 @@ def test_a_run_trained_with_one_loader_worker_per_core_can_be_searched(in_store:
 
 
 def test_overrides_that_change_the_architecture_are_refused(in_store: dict) -> None:
-    from digitexp.errors import WeightsError
+    from digitexp.errors import ConfigError
 
-    with pytest.raises(WeightsError, match=r"model\.fpn_channels") as info:
+    with pytest.raises(ConfigError, match=r"model\.fpn_channels") as info:
         load_trained_run(TrackingStore(), in_store["run_id"], overrides={"model.fpn_channels": 8})
-    assert "not the architecture" in str(info.value)
+    assert "fixes the architecture" in str(info.value)

@@ -50,6 +50,8 @@ def test_the_documented_metrics_and_artifacts_are_the_contracts() -> None:
         names.VAL_PREDICTIONS,
         f"{names.TEST_PREDICTIONS}/pred.json",
         f"{names.TEST_PREDICTIONS}/pred.csv",
+        names.VAL_INFERENCE,
+        names.TEST_INFERENCE,
     ):
         assert f"`{artifact}`" in section, artifact
     assert "`candidates/{split}-cap{cap}.npz`" in section

@@ -139,7 +139,9 @@ def test_artifacts_and_val_predictions_rescore_to_val_map(smoke_run: dict) -> No
         assert {a.path for a in client.list_artifacts(rid, contract.TEST_PREDICTIONS)} == {
             "predictions/test/pred.json",
             "predictions/test/pred.csv",
+            contract.TEST_INFERENCE,
         }
+        assert contract.VAL_INFERENCE in {a.path for a in client.list_artifacts(rid, "predictions")}
         local = Path(client.download_artifacts(rid, "", str(smoke_run["tmp"] / rid)))
         config = json.loads((local / contract.CONFIG_JSON).read_text())
         assert config["model"]["arch"] == "tiny_fpn"
@@ -288,11 +290,15 @@ def test_predict_writes_the_submission_files(smoke_run: dict, synth_root: Path) 
             run_id, contract.TEST_PREDICTIONS, str(smoke_run["tmp"] / "logged")
         )
     )
-    # the same checkpoint on the same images gives the run's own submission
+    # the same checkpoint on the same images, at the same batch size, gives the run's own
+    # submission; inference.json says how both were made
     assert (out / "pred.csv").read_text() == (logged / "pred.csv").read_text()
     assert json.loads((out / "pred.json").read_text()) == json.loads(
         (logged / "pred.json").read_text()
     )
+    made = json.loads((out / "inference.json").read_text())
+    assert made == json.loads((logged / "inference.json").read_text())
+    assert made["batch_size"] == 8 and made["pred_json"] == "detections with score > 0.5"
 
 
 def test_hooks_run_after_each_logged_epoch_and_at_the_end(synth_root: Path, tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ def cmd_register(args: argparse.Namespace) -> int:
     from digitexp.engine.serving import register_run
     from digitexp.errors import ConfigError
     from digitexp.tracking import TrackingStore
+    from digitexp.tracking.models import model_name_problem
 
-    if not args.name.strip():
-        raise ConfigError("--name: give the registered model a name")
+    problem = model_name_problem(args.name)
+    if problem:
+        raise ConfigError(f"--name {args.name!r}: {problem}")
     store = TrackingStore()
     registered = register_run(store, args.run_id, args.name)
     print(f"registered run {registered.run_id} as {registered.model_uri}")

@@ -10,8 +10,12 @@ from digitexp.cli.output import EXIT_OK, runs_url_line
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from digitexp import presets
     from digitexp.report import generate
     from digitexp.tracking import TrackingStore
+
+    if args.preset not in (None, "none"):
+        presets.overrides(args.preset)  # an unknown preset would count no run, silently
 
     store = TrackingStore()
     summary = generate(
@@ -35,7 +39,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("report", help="rebuild reports/: tables and curves from MLflow")
     p.add_argument("--out", default="reports")
     p.add_argument("--spec", action="append", help="only this spec (repeatable)")
-    p.add_argument("--preset", help="only runs made with this preset")
+    p.add_argument("--preset", help="only runs made with this preset (none: without one)")
     p.add_argument("--ablations", default="ablations", help="folder of spec files")
     p.add_argument(
         "--bootstrap",

@@ -13,7 +13,9 @@ from digitexp.cli.output import (
     add_config_args,
     fmt,
     overrides,
+    positive_float,
     runs_url_line,
+    seed_int,
     table,
 )
 from digitexp.errors import ConfigError
@@ -48,11 +50,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from digitexp.config import flatten
     from digitexp.launch import plan_runs
     from digitexp.spec import load_spec
+    from digitexp.tracking.models import model_name_problem
 
     slurm.check_arguments(args)
     sets = overrides(args)
     spec = load_spec(args.spec, preset=args.preset, sets=sets)
-    plans = plan_runs(spec, variants=args.variant, seeds=args.seed)
+    seeds = list(dict.fromkeys(args.seed)) if args.seed else None
+    variants = list(dict.fromkeys(args.variant)) if args.variant else None
+    plans = plan_runs(spec, variants=variants, seeds=seeds)
     experiment = args.experiment or spec.name
     if args.launcher == "slurm":
         return slurm.run_slurm(args, spec, plans, experiment, sets)
@@ -79,8 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume and --queue under torchrun: use one process per worker")
         if args.queue and args.resume is not None:
             raise ConfigError("--queue resumes by itself: drop --resume")
-        if args.register is not None and not args.register.strip():
-            raise ConfigError("--register: give the registered model a name")
+        if args.register is not None and (problem := model_name_problem(args.register)):
+            raise ConfigError(f"--register {args.register!r}: {problem}")
         if ctx is not None and not ctx.is_main:
             from digitexp.launch import follow
 
@@ -171,7 +176,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("run", help="train a spec's variants x seeds, logged to MLflow")
     p.add_argument("spec", help="spec file, e.g. ablations/anchors.py (spec files are code)")
     p.add_argument("--variant", action="append", help="only this variant (repeatable)")
-    p.add_argument("--seed", action="append", type=int, help="only this seed (repeatable)")
+    p.add_argument(
+        "--seed", action="append", type=seed_int, help="only this seed (repeatable), 0..2**32-1"
+    )
     add_config_args(p)
     p.add_argument("--experiment", help="MLflow experiment (default: the spec's name)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
@@ -201,7 +208,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--heartbeat",
-        type=float,
+        type=positive_float,
         default=60.0,
         help="queue: seconds between heartbeats; a worker silent for 3x this is retried",
     )

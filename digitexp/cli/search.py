@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from digitexp.cli.output import EXIT_OK, runs_url_line
+from digitexp.cli.output import EXIT_OK, positive_int, runs_url_line, seed_int
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -56,10 +56,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser("search", help="Optuna search of NMS / score thresholds on a trained run")
     p.add_argument("run_id", help="a training run (child run) with checkpoints/best.pt")
-    p.add_argument("--trials", type=int, default=200, help="new trials to run (default 200)")
+    p.add_argument(
+        "--trials", type=positive_int, default=200, help="new trials to run (default 200)"
+    )
     p.add_argument("--objective", choices=["map", "number_acc", "both"], default="both")
     p.add_argument("--sampler", choices=["tpe", "grid", "qmc"], default="tpe")
-    p.add_argument("--seed", type=int, help="sampler seed (repeatable single-process search)")
+    p.add_argument("--seed", type=seed_int, help="sampler seed (repeatable single-process search)")
     p.add_argument(
         "--space",
         nargs="*",
@@ -69,8 +71,10 @@ def register(sub: Any) -> None:
     p.add_argument("--storage", help="Optuna storage URL (default: optuna.db beside the store)")
     p.add_argument("--study", help="study name (default: thresholds-RUN-SPLIT-OBJECTIVE)")
     p.add_argument("--split", help="default: the run's validation split")
-    p.add_argument("--cap", type=int, default=300, help="candidates kept per image (default 300)")
+    p.add_argument(
+        "--cap", type=positive_int, default=300, help="candidates kept per image (default 300)"
+    )
     p.add_argument("--device", help="device for the one inference pass")
-    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--batch-size", type=positive_int, dest="batch_size")
     p.add_argument("--data", help="data root, if it moved since training")
     p.set_defaults(func=cmd_search)

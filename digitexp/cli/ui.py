@@ -5,20 +5,44 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
-from pathlib import Path
 from typing import Any
 
-from digitexp.cli.output import EXIT_OK
+from digitexp.cli.output import EXIT_OK, port_int
+from digitexp.errors import ConfigError, TrackingError
+
+
+def _check_address(host: str, port: int) -> None:
+    """The UI can listen on host:port (one line now, not a server traceback later)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--host {host!r}: not an address of this machine ({exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise ConfigError(
+                f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); "
+                "pick another --port"
+            ) from None
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
     from digitexp.tracking import TrackingStore, default_uri, local_ui_url, mask_uri, runs_url
 
     uri = default_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    store = TrackingStore(uri)  # creates an embedded store's schema before the server reads it
+    if uri.startswith(("http://", "https://")):
+        raise TrackingError(
+            f"MLFLOW_TRACKING_URI is the tracking server {mask_uri(uri)}: it serves its own UI, "
+            "open that address in a browser (`ui` serves an embedded sqlite store)"
+        )
+    # the store exists and is MLflow's (its schema created) before the server starts on it
+    store = TrackingStore(uri)
+    _check_address(args.host, args.port)
     base = local_ui_url(args.host, args.port)
     print(f"MLflow UI on {base} over {mask_uri(uri)} (Ctrl-C stops it)")
     experiments = store.experiments_with_runs()
@@ -50,5 +74,5 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("ui", help="the MLflow UI over the same store (127.0.0.1)")
     p.add_argument("--host", default=UI_HOST)
-    p.add_argument("--port", type=int, default=UI_PORT)
+    p.add_argument("--port", type=port_int, default=UI_PORT)
     p.set_defaults(func=cmd_ui)

@@ -23,27 +23,69 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file
 
 
+def naming(exc: OSError, path: Path) -> OSError:
+    """The same error, naming ``path`` (the destination) instead of a temporary file."""
+    error = OSError(exc.errno, exc.strerror or str(exc), str(path))
+    error.__cause__ = None
+    return error
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` when the block succeeds."""
+    """Yield a temporary path beside ``path``; it replaces ``path`` when the block succeeds.
+
+    An OSError of the block or of the final steps (a full disk, a file-size limit) names
+    ``path``, the destination, not the temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp_path, _FILE_MODE)  # mkstemp makes 0600 files
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+            with open(tmp_path, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp_path, _FILE_MODE)  # mkstemp makes 0600 files
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise naming(exc, path) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
+class _Recording:
+    """A file object that remembers the OSError of a failed write: some writers (torch.save)
+    turn it into a RuntimeError that no longer says the disk is full."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+
 def write_with(path: Path, writer: Callable[[BinaryIO], None]) -> Path:
+    """Write ``path`` atomically with ``writer(file)``; a write that fails for lack of space
+    raises the OSError naming ``path``, whatever the writer made of it."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        writer(fh)
+        recording = _Recording(fh)
+        try:
+            writer(recording)  # type: ignore[arg-type]
+        except OSError:
+            raise
+        except Exception:
+            if recording.error is not None:
+                raise naming(recording.error, path) from None
+            raise
     return path
 
 

@@ -6,6 +6,7 @@ This package imports nothing of the training engine, tracking, search, launch, r
 
 from digitexp.data.categories import CATEGORY_IDS, COCO_CATEGORIES, NUM_CLASSES
 from digitexp.data.dataset import DigitDataset, ImageCache, collate
+from digitexp.data.images import MAX_IMAGE_PIXELS, decode_rgb, read_header
 from digitexp.data.sampling import (
     DistributedBatches,
     EpochBatchSampler,
@@ -21,10 +22,12 @@ from digitexp.data.splits import (
     load_data,
     load_split,
 )
+from digitexp.data.verification import split_problems, verify_images
 
 __all__ = [
     "CATEGORY_IDS",
     "COCO_CATEGORIES",
+    "MAX_IMAGE_PIXELS",
     "NUM_CLASSES",
     "DataBundle",
     "DigitDataset",
@@ -37,7 +40,11 @@ __all__ = [
     "batches_of",
     "check_split",
     "collate",
+    "decode_rgb",
     "image_folder_split",
     "load_data",
     "load_split",
+    "read_header",
+    "split_problems",
+    "verify_images",
 ]

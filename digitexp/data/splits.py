@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from digitexp.config import DataConfig
 from digitexp.data.categories import CATEGORY_IDS, COCO_CATEGORIES
+from digitexp.data.images import read_header
 from digitexp.errors import DataError, first_line
 
 log = logging.getLogger("digitexp.data")
@@ -103,8 +103,16 @@ class Split:
 # --------------------------------------------------------------------------- validation
 
 
+INT64 = (-(2**63), 2**63 - 1)  # what a torch / numpy int64 holds
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_id(value: Any) -> bool:
+    """An integer id that tensors and arrays hold (int64)."""
+    return _is_int(value) and INT64[0] <= value <= INT64[1]
 
 
 def _is_number(value: Any) -> bool:
@@ -130,25 +138,16 @@ def _read_json(path: Path) -> Any:
             f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
     except ValueError as exc:  # e.g. an integer literal past Python's digit limit
-        raise DataError(f"{path}: malformed JSON ({first_line(exc)})") from None
-
-
-def _header_size(path: Path) -> tuple[int, int] | str:
-    """(width, height) from the file header, or a problem string."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except FileNotFoundError:
-        return "image file not found"
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        return f"unreadable image ({exc})"
+        raise DataError(f"{path}: malformed JSON ({first_line(exc)[:200]})") from None
+    except RecursionError:
+        raise DataError(f"{path}: malformed JSON (nested too deeply to read)") from None
 
 
 def _header_sizes(paths: Sequence[Path]) -> list[tuple[int, int] | str]:
     if not paths:
         return []
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        return list(pool.map(_header_size, paths, chunksize=64))
+        return list(pool.map(read_header, paths, chunksize=64))
 
 
 def _check_images(
@@ -167,14 +166,16 @@ def _check_images(
             continue
         img_id, file_name = img.get("id"), img.get("file_name")
         width, height = img.get("width"), img.get("height")
-        if not _is_int(img_id):
-            problems.append(f"{where}: 'id' must be an integer, got {img_id!r}")
+        if not _is_id(img_id):
+            problems.append(
+                f"{where}: 'id' must be an integer of at most 64 bits, got {_short(img_id)}"
+            )
             continue
         where = f"{json_path}: image id {img_id}"
         if not isinstance(file_name, str) or not file_name:
             problems.append(f"{where}: 'file_name' must be a non-empty string")
             continue
-        where = f"{json_path}: image id {img_id} ({file_name})"
+        where = f"{json_path}: image id {img_id} ({_name(file_name)})"
         if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
             problems.append(f"{where}: 'width' and 'height' must be positive integers")
             continue
@@ -182,7 +183,7 @@ def _check_images(
             problems.append(f"{where}: duplicate image id {img_id}")
             continue
         if file_name in seen_files:
-            problems.append(f"{where}: duplicate file_name {file_name!r}")
+            problems.append(f"{where}: duplicate file_name {_short(file_name)}")
             continue
         seen_ids.add(img_id)
         seen_files.add(file_name)
@@ -190,12 +191,13 @@ def _check_images(
     sizes = _header_sizes([image_dir / r.file_name for r in records])
     good: list[ImageRecord] = []
     for record, size in zip(records, sizes, strict=True):
-        where = f"{json_path}: image id {record.id} ({record.file_name})"
+        where = f"{json_path}: image id {record.id} ({_name(record.file_name)})"
         if isinstance(size, str):
             problems.append(f"{where}: {size} in {image_dir}")
         elif size != (record.width, record.height):
             problems.append(
-                f"{where}: size in JSON is {record.width}x{record.height} but the file is "
+                f"{where}: size in JSON is {_short(record.width)}x{_short(record.height)} but "
+                "the file is "
                 f"{size[0]}x{size[1]}"
             )
         else:
@@ -214,7 +216,8 @@ def _check_categories(json_path: Path, raw: Any, problems: list[str]) -> set[int
         cat_id = cat.get("id") if isinstance(cat, dict) else None
         if not _is_int(cat_id) or cat_id not in CATEGORY_IDS:
             problems.append(
-                f"{json_path}: categories[{i}]: id must be 1..10 (digits 0..9), got {cat_id!r}"
+                f"{json_path}: categories[{i}]: id must be 1..10 (digits 0..9), "
+                f"got {_short(cat_id)}"
             )
             continue
         ids.add(cat_id)
@@ -244,26 +247,30 @@ def _check_annotations(
             continue
         ann_id, image_id = ann.get("id"), ann.get("image_id")
         bbox, category = ann.get("bbox"), ann.get("category_id")
-        if _is_int(ann_id):
+        if _is_id(ann_id):
             where = f"{json_path}: annotation id {ann_id}"
             if ann_id in seen:
                 problems.append(f"{where}: duplicate annotation id {ann_id}")
                 continue
             seen.add(ann_id)
         else:
-            problems.append(f"{where}: 'id' must be an integer, got {ann_id!r}")
+            problems.append(
+                f"{where}: 'id' must be an integer of at most 64 bits, got {_short(ann_id)}"
+            )
             continue
         if not _is_int(image_id) or image_id not in all_image_ids:
-            problems.append(f"{where}: image_id {image_id!r} is not an image of this file")
+            problems.append(f"{where}: image_id {_short(image_id)} is not an image of this file")
             continue
         if not _is_int(category) or category not in categories:
             problems.append(
-                f"{where} (image {image_id}): unknown category_id {category!r} "
+                f"{where} (image {image_id}): unknown category_id {_short(category)} "
                 "(expected 1..10 = digits 0..9)"
             )
             continue
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))):
-            problems.append(f"{where} (image {image_id}): bbox must be [x, y, w, h], got {bbox!r}")
+            problems.append(
+                f"{where} (image {image_id}): bbox must be [x, y, w, h], got {_short(bbox)}"
+            )
             continue
         x, y, w, h = (float(v) for v in bbox)
         if w <= 0 or h <= 0:
@@ -273,6 +280,12 @@ def _check_annotations(
         if record is None:  # the image itself has a problem, reported already
             continue
         x1, y1, x2, y2 = x, y, x + w, y + h
+        if not _positive_in_float32(x1, y1, x2, y2):
+            problems.append(
+                f"{where} (image {image_id}): box {bbox} has no width or height once stored as "
+                "float32 (as the model reads boxes)"
+            )
+            continue
         outside = x1 < 0 or y1 < 0 or x2 > record.width or y2 > record.height
         if outside and not clip:
             problems.append(
@@ -283,13 +296,39 @@ def _check_annotations(
         if outside:
             x1, y1 = max(x1, 0.0), max(y1, 0.0)
             x2, y2 = min(x2, float(record.width)), min(y2, float(record.height))
-            if x2 - x1 <= 0 or y2 - y1 <= 0:
+            if x2 - x1 <= 0 or y2 - y1 <= 0 or not _positive_in_float32(x1, y1, x2, y2):
                 problems.append(f"{where} (image {image_id}): box {bbox} has no area in the image")
                 continue
             clipped += 1
         boxes[image_id].append([x1, y1, x2, y2])
         labels[image_id].append(category)
     return boxes, labels, clipped
+
+
+def _no_boxes(json_path: Path | None, name: str) -> str:
+    return (
+        f"{json_path}: split {name!r} has no annotated boxes: a model cannot learn from it and "
+        "every score on it would mislead (check the file; a test split without labels has no "
+        f"{name}.json)"
+    )
+
+
+def _positive_in_float32(x1: float, y1: float, x2: float, y2: float) -> bool:
+    """The box keeps a positive width and height as float32 (torchvision asserts it)."""
+    a = np.array([x1, y1, x2, y2], dtype=np.float32)
+    return bool(a[2] > a[0] and a[3] > a[1])
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to 60 characters (a 5,000-digit id stays one readable line)."""
+    text = repr(value) if not _is_int(value) or abs(value) < 10**40 else f"{str(value)[:20]}..."
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _name(file_name: str) -> str:
+    """A file name as it can be printed on one line."""
+    plain = file_name.isprintable() and len(file_name) <= 200
+    return file_name if plain else _short(file_name)
 
 
 def _as_arrays(
@@ -308,6 +347,9 @@ def _image_only_split(name: str, image_dir: Path, problems: list[str]) -> Split:
     for path in files:
         if not (path.stem.isascii() and path.stem.isdigit()):
             problems.append(f"{path}: test image names must be integer ids (e.g. 17.png)")
+            continue
+        if len(path.stem) > 18 and int(path.stem) > INT64[1]:
+            problems.append(f"{path}: image id {path.stem[:20]}... does not fit in 64 bits")
             continue
         paths.append(path)
     sizes = _header_sizes(paths)
@@ -379,6 +421,8 @@ def check_split(
     )
     if not raw.get("images"):
         problems.append(f"{json_path}: split {name!r} has no images")
+    elif records and not problems and not any(boxes.values()):
+        problems.append(_no_boxes(json_path, name))
     box_arrays, label_arrays = _as_arrays(boxes, labels)
     split = Split(
         name=name,
@@ -407,7 +451,10 @@ def load_split(
     if problems or split is None:
         more = f" (and {len(problems) - 1} more; run: digitexp data check {root})"
         raise DataError(problems[0] + (more if len(problems) > 1 else ""), problems)
-    return split.limited(limit)
+    split = split.limited(limit)
+    if split.has_annotations and not any(len(b) for b in split.boxes.values()):
+        raise DataError(_no_boxes(split.json_path, name) + f" (in its first {limit} images)")
+    return split
 
 
 # --------------------------------------------------------------------------- the three splits

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from digitexp.common import files
 from digitexp.common.progress import Progress
 from digitexp.data.categories import COCO_CATEGORIES, category_of
+from digitexp.data.images import read_header
 from digitexp.errors import DataError
 
 Box = tuple[float, float, float, float, int]
@@ -233,11 +233,10 @@ def _image_size(path: Path, images_dir: Path, where: str) -> tuple[int, int]:
     """``(width, height)`` from the image header (no full decode)."""
     if not path.is_file():
         raise DataError(f"{where}: image not found in {images_dir}")
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{where}: image cannot be read ({_brief(exc)})") from exc
+    size = read_header(path)  # the image rules of every split (modes, pixel limit)
+    if isinstance(size, str):
+        raise DataError(f"{where}: {size}")
+    return size
 
 
 def clamp_box(

@@ -19,25 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2
 
 from digitexp.config import DataConfig
-from digitexp.errors import DataError
+from digitexp.data.images import decode_rgb
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def decode_image(path: Path) -> np.ndarray:
-    """Decode an image file to an RGB uint8 array (H, W, 3); DataError names a bad file."""
-    try:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot decode image ({exc})") from None
+    """Decode an image file to an RGB uint8 array (H, W, 3) (:func:`.images.decode_rgb`);
+    DataError names a bad file."""
+    return decode_rgb(path)
 
 
 def binarize(rgb: np.ndarray, block_size: int = 11, c: float = 2.0) -> np.ndarray:

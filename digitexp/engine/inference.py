@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -11,6 +13,15 @@ from digitexp.data import DigitDataset, EpochBatchSampler, collate
 from digitexp.data.transforms import prepare_batch
 from digitexp.engine.runtime import autocast
 from digitexp.metrics import Detections
+
+
+def inference_record(
+    batch_size: int, device: torch.device, amp_dtype: torch.dtype | None
+) -> dict[str, Any]:
+    """What detections depend on beyond the weights and the thresholds, for ``inference.json``:
+    the batch size (torchvision pads a batch's images to one size), the device and AMP."""
+    amp = str(amp_dtype).removeprefix("torch.") if amp_dtype is not None else None
+    return {"batch_size": batch_size, "device": str(device), "amp": amp}
 
 
 def eval_loader(dataset: DigitDataset, batch_size: int, workers: int, pin: bool) -> DataLoader:

@@ -27,7 +27,7 @@ from digitexp.data.categories import digit_of
 from digitexp.data.transforms import decode_image, prepare_batch, static_transform, to_tensor
 from digitexp.engine.checkpoints import checkpoint_config, load_checkpoint
 from digitexp.engine.trained import download_best_checkpoint
-from digitexp.errors import DigitexpError
+from digitexp.errors import DigitexpError, WeightsError, first_line
 from digitexp.model import build_model
 from digitexp.tracking import TrackingStore
 
@@ -45,8 +45,14 @@ class Predictor:
         state = load_checkpoint(checkpoint)
         cfg = checkpoint_config(state, checkpoint)
         self.cfg = apply_overrides(cfg, {"model.weights": "none", "train.device": "cpu"})
-        self.model = build_model(self.cfg.model)
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model = build_model(self.cfg.model)
+            self.model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise WeightsError(
+                f"{checkpoint}: the weights do not fit the model its config describes "
+                f"({first_line(exc)[:160]})"
+            ) from None
         self.model.eval()
 
     def _image(self, item: Any) -> np.ndarray:

@@ -19,13 +19,28 @@ import torch
 from digitexp.config import ExperimentConfig, apply_overrides, diff
 from digitexp.data import DigitDataset, Split
 from digitexp.engine.checkpoints import checkpoint_config, load_checkpoint
-from digitexp.engine.inference import infer
+from digitexp.engine.inference import infer, inference_record
 from digitexp.engine.runtime import amp_dtype, loader_workers, resolve_device
-from digitexp.errors import ConfigError, TrackingError, WeightsError
+from digitexp.errors import ConfigError, TrackingError, WeightsError, first_line
 from digitexp.metrics import Detections
 from digitexp.model import build_model
 from digitexp.tracking import RunRecord, TrackingStore
 from digitexp.tracking import contract as names
+
+INFERENCE_MODEL_KEYS = frozenset(
+    {
+        "model.box_score_thresh",
+        "model.box_nms_thresh",
+        "model.box_detections_per_img",
+        "model.rpn_pre_nms_top_n_test",
+        "model.rpn_post_nms_top_n_test",
+        "model.rpn_nms_thresh",
+        "model.min_size",
+        "model.max_size",
+    }
+)
+"""The model settings inference may change: post-processing and the input size, not the
+architecture the checkpoint's weights belong to."""
 
 
 @dataclass
@@ -44,6 +59,10 @@ class TrainedModel:
     def dataset(self, split: Split) -> DigitDataset:
         """``split`` prepared as this run's validation images were (no augmentation)."""
         return DigitDataset(split, self.cfg.data, train=False)
+
+    def inference_settings(self) -> dict[str, Any]:
+        """What the detections depend on beyond the weights (``inference.json``)."""
+        return inference_record(self.batch_size, self.device, self.amp)
 
     def infer(self, split: Split, *, progress: bool | None = None) -> list[Detections]:
         """The model's detections on ``split``, boxes in original image pixels."""
@@ -108,16 +127,25 @@ def load_trained_run(
         cfg = apply_overrides(trained_cfg, {**(overrides or {}), "model.weights": "none"})
     except ConfigError as exc:
         raise ConfigError(f"--set {exc}") from None
+    fixed = [
+        k
+        for k in diff(trained_cfg, cfg)
+        if k.startswith("model.") and k not in INFERENCE_MODEL_KEYS and k != "model.weights"
+    ]
+    if fixed:
+        raise ConfigError(
+            f"--set {fixed[0]}: run {run_id}'s checkpoint fixes the architecture; inference "
+            f"can change {', '.join(sorted(INFERENCE_MODEL_KEYS))}, the data, the device and "
+            "eval.*"
+        )
     device = resolve_device(cfg.train.device)
-    model = build_model(cfg.model)
     try:
+        model = build_model(cfg.model)
         model.load_state_dict(state["model"])
-    except RuntimeError:
-        changed = [k for k in diff(trained_cfg, cfg) if k.startswith("model.")]
-        what = ", ".join(changed) or "the model"
+    except (RuntimeError, KeyError, ValueError, TypeError, ConfigError) as exc:
         raise WeightsError(
-            f"run {run_id}: the checkpoint does not fit the model once {what} changed; "
-            "inference can change thresholds, the device and the data, not the architecture"
+            f"run {run_id} {names.BEST_CHECKPOINT}: the weights do not fit the model its "
+            f"config describes ({first_line(exc)[:160]})"
         ) from None
     model.to(device).eval()
     return TrainedModel(

@@ -46,7 +46,7 @@ from digitexp.engine.checkpoints import (
 from digitexp.engine.cpus import CpuAllotment
 from digitexp.engine.distributed import Distributed
 from digitexp.engine.hooks import RunHook
-from digitexp.engine.inference import infer
+from digitexp.engine.inference import infer, inference_record
 from digitexp.engine.optim import build_optimizer, effective_lr, lr_factor
 from digitexp.engine.preemption import Preempted, stop_reason, stop_requested
 from digitexp.engine.runtime import (
@@ -60,7 +60,7 @@ from digitexp.engine.runtime import (
 from digitexp.errors import TrainingError
 from digitexp.metrics import Detections, coco_results, evaluate
 from digitexp.model import build_model, count_parameters
-from digitexp.submission import write_submission
+from digitexp.submission import write_inference_record, write_submission
 from digitexp.tracking import NullTracker, Tracker
 from digitexp.tracking import contract as names
 
@@ -373,6 +373,10 @@ class Trainer:
             desc=desc,
         )
 
+    def inference_settings(self) -> dict[str, Any]:
+        """What this run's predictions depend on beyond the weights (``inference.json``)."""
+        return inference_record(self.cfg.train.eval_batch_size, self.device, self.amp)
+
     def validate(self, gather: bool = True) -> tuple[dict[str, float], list[Detections]]:
         """Metrics on valid. With DDP each rank predicts its share, rank 0 gathers and scores,
         and every rank receives the metrics (early stopping decides the same everywhere).
@@ -570,12 +574,15 @@ def _finish(
     preds = trainer.workdir / names.PREDICTIONS
     val_json = files.write_json(trainer.workdir / names.VAL_PREDICTIONS, coco_results(val_dets))
     tracker.log_artifact(val_json, names.PREDICTIONS)
+    settings = trainer.inference_settings()
+    info = write_inference_record(preds, {**settings, "files": [Path(val_json).name]})
+    tracker.log_artifact(info, names.PREDICTIONS)
     test_metrics = None
     if "test" in trainer.sets:
         test_set = trainer.sets["test"]
         test_dets = trainer.predict("test", "test")
-        ids = [r.id for r in test_set.split.images]
-        for path in write_submission(test_dets, ids, preds / "test", cfg.eval):
+        images = test_set.split.images
+        for path in write_submission(test_dets, images, preds / "test", cfg.eval, settings):
             tracker.log_artifact(path, names.TEST_PREDICTIONS)
         if test_set.split.has_annotations:
             test_metrics = evaluate(test_set.split, test_dets, cfg.eval)

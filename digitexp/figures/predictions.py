@@ -137,7 +137,8 @@ def draw(
     """Draw ``count`` chosen validation images with truth and predictions; None when the
     split has no images."""
     from matplotlib.lines import Line2D
-    from PIL import Image
+
+    from digitexp.data.images import decode_rgb
 
     everything = examples(split, detections, cfg)
     chosen = choose(everything, count)
@@ -157,8 +158,7 @@ def draw(
         ax.axis("off")
     for ax, example in zip(axes.flat, chosen, strict=False):
         record = example.record
-        with Image.open(split.path(record)) as img:
-            ax.imshow(img.convert("RGB"))
+        ax.imshow(decode_rgb(split.path(record)))  # the pixels the model saw (image rules)
         gt_boxes, gt_labels = split.boxes[record.id], split.labels[record.id]
         scale = max(record.width, record.height) / 100  # label offsets in image pixels
         for box, label in zip(gt_boxes, gt_labels, strict=True):

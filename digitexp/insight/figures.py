@@ -145,7 +145,8 @@ def gallery_figure(
     """The images drawn: true boxes dashed (digit below), read boxes solid (digit above):
     green right, red wrong digit, orange on no digit or a digit read twice."""
     from matplotlib.lines import Line2D
-    from PIL import Image
+
+    from digitexp.data.images import decode_rgb
 
     plt = pyplot()
     records = {r.id: r for r in split.images}
@@ -161,8 +162,7 @@ def gallery_figure(
     label_box = {"facecolor": "black", "alpha": 0.6, "pad": 1, "linewidth": 0}
     for ax, reading in zip(axes.flat, readings, strict=False):
         record = records[reading.image_id]
-        with Image.open(split.path(record)) as img:
-            ax.imshow(img.convert("RGB"), interpolation="nearest")
+        ax.imshow(decode_rgb(split.path(record)), interpolation="nearest")
         for box, label in zip(reading.gt_boxes, reading.gt_labels, strict=True):
             draw_box(
                 ax,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from digitexp.common.signals import deferred_interrupts
 from digitexp.config import config_hash, to_dict
 from digitexp.data import DataBundle
 from digitexp.data.fingerprint import fingerprint
@@ -93,6 +94,9 @@ def open_invocation(
         parent.log_params(shared_params(plans))
         parent.log_text(spec.source, names.SPEC_PY)
         describe_experiment(store, experiment, spec, name, plans)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while it is set up: stopped, not broken
+        store.end_run(parent.run_id, "KILLED")
+        raise
     except BaseException:
         store.end_run(parent.run_id, "FAILED")
         raise
@@ -146,6 +150,9 @@ def open_child(
         tracker.log_dict(to_dict(plan.cfg), names.CONFIG_JSON)
         dataset = fingerprint(plan.cfg.data, data)
         tracker.log_dataset(dataset.name, dataset.digest, dataset.root, dataset.sizes)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while it is set up: stopped, not broken
+        store.end_run(tracker.run_id, "KILLED")
+        raise
     except BaseException:
         store.end_run(tracker.run_id, "FAILED")
         raise
@@ -247,11 +254,13 @@ def run_one(
 
 
 def end_with_error(store: TrackingStore, tracker: MlflowTracker, status: Any, reason: str) -> None:
-    """Record why the run stops, then end it with ``status`` (even if the tag cannot be set)."""
-    try:
-        tracker.set_tags({names.TAG_ERROR: reason[:5000]})
-    finally:
-        store.end_run(tracker.run_id, status)
+    """Record why the run stops, then end it with ``status`` (even if the tag cannot be set);
+    Ctrl-C and SIGTERM wait until both are written."""
+    with deferred_interrupts():
+        try:
+            tracker.set_tags({names.TAG_ERROR: reason[:5000]})
+        finally:
+            store.end_run(tracker.run_id, status)
 
 
 def restore_checkpoints(

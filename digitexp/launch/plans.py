@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from digitexp.config import DataConfig, ExperimentConfig
-from digitexp.data import DataBundle, load_data
+from digitexp.data import DataBundle, load_data, verify_images
 from digitexp.engine import RunResult
 from digitexp.engine.runtime import resolve_device
 from digitexp.errors import SpecError
@@ -58,16 +58,23 @@ def plan_runs(
 
 
 def preflight(
-    configs: Sequence[ExperimentConfig], *, check_device: bool = True
+    configs: Sequence[ExperimentConfig],
+    progress: bool | None = None,
+    *,
+    check_device: bool = True,
 ) -> dict[DataConfig, DataBundle]:
     """Validate data, device and model (anchors, RoI levels, weights) for every config; the
-    loaded data per data config. ``check_device=False`` when the runs train elsewhere (a
-    cluster's nodes have the GPUs a login node lacks)."""
+    loaded data per data config. Every image is decoded once (remembered beside the data, so
+    a second run on the same data only looks at new or changed files). ``check_device=False``
+    when the runs train elsewhere (a cluster's nodes have the GPUs a login node lacks)."""
     bundles: dict[DataConfig, DataBundle] = {}
     for cfg in configs:
         if check_device:
             resolve_device(cfg.train.device)
         check_model(cfg.model)
         if cfg.data not in bundles:
-            bundles[cfg.data] = load_data(cfg.data)
+            bundle = load_data(cfg.data)
+            splits = [bundle.train, bundle.valid] + ([bundle.test] if bundle.test else [])
+            verify_images(*splits, progress=progress)
+            bundles[cfg.data] = bundle
     return bundles

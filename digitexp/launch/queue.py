@@ -134,7 +134,9 @@ def open_queue(url: str, plans: Sequence[RunPlan], experiment: str, heartbeat: f
     """Create the queue (and enqueue every job once) or join it."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: Optuna logs a failed trial (Ctrl-C included) as a WARNING with its traceback;
+    # the error itself reaches the caller, which says it in one line
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = heartbeat_storage(url, heartbeat)
     name = queue_name(plans, experiment)

@@ -15,6 +15,7 @@ experiment's description and view.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -140,6 +141,13 @@ def child_description(plan: RunPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def metric_text(metrics: Mapping[str, float], key: str) -> str:
+    """A metric to four places; "–" when it is missing or undefined (digit accuracy with
+    nothing counted is NaN, never 0)."""
+    value = metrics.get(key)
+    return "–" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
 def finished_description(
     plan: RunPlan,
     run_id: str,
@@ -149,16 +157,16 @@ def finished_description(
 ) -> str:
     """A finished child's description: its results first, then ``body`` (default: what its
     variant changes), then its figures."""
-    val = result.val
+    val, test = result.val, result.test
     head = (
         f"**best val mAP {result.best_val_map:.4f}** at epoch {result.best_epoch} of "
-        f"{result.epochs} · val Task-2 {val.get('number_acc', float('nan')):.4f} · val digit "
-        f"acc {val.get('digit_acc', float('nan')):.4f}"
+        f"{result.epochs} · val Task-2 {metric_text(val, 'number_acc')} · val digit "
+        f"acc {metric_text(val, 'digit_acc')}"
     )
-    if result.test:
+    if test:
         head += (
-            f" · test mAP {result.test.get('map', float('nan')):.4f} · test Task-2 "
-            f"{result.test.get('number_acc', float('nan')):.4f}"
+            f" · test mAP {metric_text(test, 'map')} · test Task-2 "
+            f"{metric_text(test, 'number_acc')}"
         )
     lines = [head, "", body or child_description(plan)]
     lines += [f"{artifact_markdown(run_id, path)}\n" for path in figures]

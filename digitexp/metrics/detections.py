@@ -1,4 +1,4 @@
-"""Detections of one image and their COCO results form."""
+"""Detections of one image, their COCO results form, and torchvision's class-agnostic NMS."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from torchvision.ops import nms
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,16 @@ class Detections:
             np.zeros(0, np.float32),
             np.zeros(0, np.int64),
         )
+
+
+def agnostic_nms(det: Detections, iou: float) -> np.ndarray:
+    """Indices of ``det`` kept by torchvision's class-agnostic ``nms`` at ``iou`` (score order:
+    a box goes when its IoU with a kept, higher-scoring box of any label is > ``iou``)."""
+    if len(det.scores) < 2:
+        return np.arange(len(det.scores))
+    boxes = torch.from_numpy(np.ascontiguousarray(det.boxes, dtype=np.float32))
+    scores = torch.from_numpy(np.ascontiguousarray(det.scores, dtype=np.float32))
+    return nms(boxes, scores, float(iou)).numpy()
 
 
 def coco_results(detections: Iterable[Detections]) -> list[dict[str, Any]]:

@@ -10,13 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import torch
-from torchvision.ops import nms
 
 from digitexp.config import EvalConfig
 from digitexp.data import Split
 from digitexp.data.categories import digit_of
-from digitexp.metrics.detections import Detections
+from digitexp.metrics.detections import Detections, agnostic_nms
 
 NO_NUMBER = -1
 
@@ -30,15 +28,20 @@ def read_number(boxes: np.ndarray, labels: np.ndarray) -> int:
     return int(digits)
 
 
+def above_threshold(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """score > ``threshold``, compared as the author's code compares: each float32 score
+    read as a Python float (a double) against the threshold."""
+    return np.asarray(scores).astype(np.float64) > float(threshold)
+
+
 def reading(det: Detections, cfg: EvalConfig) -> Detections:
     """The detections the rule reads, in reading order: score > threshold, optional
     class-agnostic NMS, sorted by box x_min (stable)."""
-    keep = det.scores > cfg.score_thresh
+    keep = above_threshold(det.scores, cfg.score_thresh)
     boxes, scores, labels = det.boxes[keep], det.scores[keep], det.labels[keep]
-    if cfg.agnostic_nms and len(scores) > 1:
-        idx = nms(torch.from_numpy(boxes), torch.from_numpy(scores), cfg.agnostic_nms_iou)
-        idx_np = idx.numpy()
-        boxes, scores, labels = boxes[idx_np], scores[idx_np], labels[idx_np]
+    if cfg.agnostic_nms:
+        idx = agnostic_nms(Detections(det.image_id, boxes, scores, labels), cfg.agnostic_nms_iou)
+        boxes, scores, labels = boxes[idx], scores[idx], labels[idx]
     order = np.argsort(boxes[:, 0], kind="stable")
     return Detections(det.image_id, boxes[order], scores[order], labels[order])
 

@@ -11,7 +11,11 @@ what :func:`digitexp.metrics.evaluate` returns for those detections:
   stable score order and greedily matched to the unmatched ground truth of highest IoU >= t
   (ties to the later one), then accumulated per category in pycocotools' concatenation
   order with the same 101-point interpolated precision.
-- digit accuracy and Task-2 number accuracy as docs/architecture.md defines them.
+- digit accuracy as docs/architecture.md defines it: the class-agnostic NMS of each image's
+  subset replayed exactly (torchvision's greedy NMS in its float32 operations, stable score
+  order) as the fixed point of one suppression step over the pairs that overlap enough,
+  then the precomputed match of every candidate;
+- Task-2 number accuracy as docs/architecture.md defines it.
 
 The tests check equality with pycocotools on random pools.
 """
@@ -26,13 +30,14 @@ import numpy as np
 from digitexp.config import EvalConfig
 from digitexp.data import Split
 from digitexp.metrics.detections import Detections
-from digitexp.metrics.digits import box_iou
-from digitexp.metrics.numbers import predicted_number, read_number
+from digitexp.metrics.digits import UNDEFINED, best_matches, counts
+from digitexp.metrics.numbers import above_threshold, predicted_number, read_number
 
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 MAX_DETS = 100
 _MAX_EXACT = 10**17  # below this a running number * 10 + digit stays exact in int64
+_PAIRS_PER_CHUNK = 2_000_000  # candidate pairs per padded array of the digit-NMS set-up
 
 
 def _coco_iou(d: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -105,8 +110,10 @@ class CandidatePool:
         dt_xywh = _xywh(d.boxes)
         order = np.lexsort((d.labels, d.image))
         keys = np.stack([d.image[order], d.labels[order]], axis=1)
+        # a new group where (image, category) changes (no candidate: no group)
         starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)])
-        ends = np.r_[starts[1:], len(order)]
+        starts = starts[starts < len(order)]
+        ends = np.r_[starts[1:], len(order)][: len(starts)]
         for s, e in zip(starts, ends, strict=True):
             idx = order[s:e]
             gt = per_group.get((int(d.image[idx[0]]), int(d.labels[idx[0]])))
@@ -125,27 +132,103 @@ class CandidatePool:
         """Digit accuracy: each candidate's best-IoU ground truth in its image (any digit)."""
         d = self.dets
         self.digit_has_gt = np.zeros(self.n, dtype=bool)
-        self.digit_best_iou = np.zeros(self.n)
+        self.digit_best_iou = np.zeros(self.n, dtype=np.float32)
         self.digit_label_ok = np.zeros(self.n, dtype=bool)
-        bounds = np.searchsorted(d.image, np.arange(self.num_images + 1))
+        self.bounds = np.searchsorted(d.image, np.arange(self.num_images + 1))
+        self._nms_pairs: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for i in range(self.num_images):
-            s, e = bounds[i], bounds[i + 1]
+            s, e = self.bounds[i], self.bounds[i + 1]
             gt_boxes, gt_labels = self.gt_boxes[i], self.gt_labels[i]
             if s == e or len(gt_labels) == 0:
                 continue
-            ious = box_iou(d.boxes[s:e], gt_boxes.astype(np.float64))
-            best = ious.argmax(axis=1)
+            best_iou, label_ok = best_matches(d.boxes[s:e], d.labels[s:e], gt_boxes, gt_labels)
             self.digit_has_gt[s:e] = True
-            self.digit_best_iou[s:e] = ious[np.arange(len(best)), best]
-            self.digit_label_ok[s:e] = d.labels[s:e] == gt_labels[best]
+            self.digit_best_iou[s:e] = best_iou
+            self.digit_label_ok[s:e] = label_ok
+
+    def _digit_nms_pairs(self, nms_iou: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(earlier, later, later's score) for the candidate pairs of one image whose IoU (in
+        the float32 operations of torchvision's NMS kernel) is > ``nms_iou``, "earlier" in
+        the stable float32 score order ``nms`` sorts by: a kept earlier box suppresses the
+        later one. Sorted by the later box's score, descending, so that the pairs a trial
+        can use are a prefix. Computed once per IoU, images of similar candidate counts
+        together (one padded array per chunk)."""
+        if nms_iou in self._nms_pairs:
+            return self._nms_pairs[nms_iou]
+        d = self.dets
+        scores = d.scores.astype(np.float32)
+        boxes = d.boxes.astype(np.float32)
+        by_score = np.lexsort((-scores, d.image))  # per image, nms's stable score order
+        threshold = _float32_below(nms_iou)
+        sizes = np.diff(self.bounds)
+        images = np.flatnonzero(sizes >= 2)
+        images = images[np.argsort(sizes[images], kind="stable")]
+        src_parts, dst_parts = [], []
+        start = 0
+        while start < len(images):
+            stop = start + 1
+            while stop < len(images) and (stop - start + 1) * int(sizes[images[stop]]) ** 2 <= (
+                _PAIRS_PER_CHUNK
+            ):
+                stop += 1
+            chunk = images[start:stop]
+            width = int(sizes[chunk].max())
+            order = np.zeros((len(chunk), width), dtype=np.int64)
+            valid = np.zeros((len(chunk), width), dtype=bool)
+            for row, image in enumerate(chunk):
+                s, e = self.bounds[image], self.bounds[image + 1]
+                order[row, : e - s] = by_score[s:e]
+                valid[row, : e - s] = True
+            overlap = _nms_overlaps(boxes[order]) > threshold
+            overlap &= valid[:, None, :]  # a padded later box is never suppressed
+            overlap &= np.triu(np.ones((width, width), dtype=bool), k=1)[None]
+            rows, a, b = np.nonzero(overlap)
+            src_parts.append(order[rows, a])
+            dst_parts.append(order[rows, b])
+            start = stop
+        src = np.concatenate(src_parts) if src_parts else np.zeros(0, dtype=np.int64)
+        dst = np.concatenate(dst_parts) if dst_parts else np.zeros(0, dtype=np.int64)
+        by_score = np.argsort(-scores[dst], kind="stable")
+        pairs = (src[by_score], dst[by_score], scores[dst[by_score]])
+        self._nms_pairs[nms_iou] = pairs
+        return pairs
+
+    def _after_digit_nms(self, selected: np.ndarray, nms_iou: float) -> np.ndarray:
+        """The mask ``selected`` after each image's class-agnostic NMS: greedy NMS keeps a box
+        unless a kept earlier box overlaps it, whose unique fixed point is found by iterating
+        that rule from "all kept" (Cluster-NMS, Zheng et al. 2020)."""
+        chosen = np.flatnonzero(selected)
+        if chosen.size < 2:
+            return selected
+        src, dst, dst_score = self._digit_nms_pairs(nms_iou)
+        lowest = self.dets.scores[chosen].astype(np.float32).min()
+        usable = int(np.searchsorted(-dst_score, -lowest, side="right"))
+        src, dst = src[:usable], dst[:usable]
+        active = selected[src] & selected[dst]
+        src, dst = src[active], dst[active]
+        keep = selected
+        while src.size:
+            suppressed = np.zeros(self.n, dtype=bool)
+            suppressed[dst[keep[src]]] = True
+            new = selected & ~suppressed
+            if np.array_equal(new, keep):
+                break
+            keep = new
+        return keep
 
     # ----------------------------------------------------------------- scoring
+
+    def prepare(self, cfg: EvalConfig) -> None:
+        """Compute now what :meth:`score` with ``cfg`` needs once (the candidate pairs of the
+        digit-accuracy NMS), so that the first score is as fast as the others."""
+        self._digit_nms_pairs(cfg.digit_nms_iou)
 
     def score(self, selected: np.ndarray, cfg: EvalConfig) -> dict[str, float]:
         """The metrics of the detections ``selected`` (a boolean mask over the pool)."""
         idx = np.flatnonzero(selected)
         metrics = self._coco(selected)
-        metrics["digit_acc"] = self._digit_accuracy(idx, cfg.digit_iou)
+        kept = np.flatnonzero(self._after_digit_nms(selected, cfg.digit_nms_iou))
+        metrics["digit_acc"] = self._digit_accuracy(kept, cfg.digit_iou)
         metrics["number_acc"] = self._number_accuracy(idx, cfg)
         return metrics
 
@@ -239,10 +322,10 @@ class CandidatePool:
 
     def _digit_accuracy(self, idx: np.ndarray, iou: float) -> float:
         has_gt = self.digit_has_gt[idx]
-        matched = has_gt & (self.digit_best_iou[idx] > iou)
+        matched = has_gt & counts(self.digit_best_iou[idx], iou)
         counted = int((~has_gt).sum() + matched.sum())
         correct = int((matched & self.digit_label_ok[idx]).sum())
-        return correct / counted if counted else 0.0
+        return correct / counted if counted else UNDEFINED
 
     def _number_accuracy(self, idx: np.ndarray, cfg: EvalConfig) -> float:
         if self.num_images == 0:
@@ -250,8 +333,8 @@ class CandidatePool:
         if cfg.agnostic_nms or self.gt_number_overflow:
             return self._number_accuracy_per_image(idx, cfg)
         d = self.dets
-        # as evaluate() compares: the float32 score against the threshold in float32
-        idx = idx[d.scores[idx].astype(np.float32) > np.float32(cfg.score_thresh)]
+        # as evaluate() compares: the float32 score, as a double, against the threshold
+        idx = idx[above_threshold(d.scores[idx].astype(np.float32), cfg.score_thresh)]
         image = d.image[idx]
         order = np.lexsort((d.boxes[idx, 0], image))  # by image, then x_min (stable)
         idx, image = idx[order], image[order]
@@ -285,6 +368,26 @@ class CandidatePool:
             truth = read_number(self.gt_boxes[i], self.gt_labels[i])
             right += int(predicted_number(det, cfg) == truth)
         return right / self.num_images
+
+
+def _nms_overlaps(boxes: np.ndarray) -> np.ndarray:
+    """(B, M, M) IoU of B sets of M float32 xyxy boxes, in the float32 operations of
+    torchvision's CPU NMS kernel: ``inter / (area_i + area_j - inter)``."""
+    x1, y1, x2, y2 = (boxes[..., k] for k in range(4))
+    area = (x2 - x1) * (y2 - y1)
+    zero = np.float32(0)
+    w = np.minimum(x2[:, :, None], x2[:, None]) - np.maximum(x1[:, :, None], x1[:, None])
+    h = np.minimum(y2[:, :, None], y2[:, None]) - np.maximum(y1[:, :, None], y1[:, None])
+    inter = np.maximum(zero, w) * np.maximum(zero, h)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / (area[:, :, None] + area[:, None] - inter)
+
+
+def _float32_below(value: float) -> np.float32:
+    """The largest float32 <= ``value``: for a float32 x, ``x > value`` (the kernel compares
+    a float with a double) is exactly ``x > _float32_below(value)``."""
+    low = np.float32(value)
+    return np.nextafter(low, np.float32(-np.inf)) if float(low) > value else low
 
 
 def _interpolated_precision(tp_positions: np.ndarray, nd: int, npig: int) -> np.ndarray:

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +43,15 @@ def plot_curves(section: Section) -> Any:
             if not steps:
                 continue
             matrix = np.array([[d.get(s, np.nan) for s in steps] for d in series], dtype=float)
-            mean = np.nanmean(matrix, axis=0)
+            with warnings.catch_warnings():  # an epoch undefined in every seed (NaN): a gap
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(matrix, axis=0)
             (line,) = ax.plot(steps, mean, marker=".", label=variant)
             if len(runs) > 1:
-                ax.fill_between(
-                    steps,
-                    np.nanmin(matrix, axis=0),
-                    np.nanmax(matrix, axis=0),
-                    color=line.get_color(),
-                    alpha=0.2,
-                )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    low, high = np.nanmin(matrix, axis=0), np.nanmax(matrix, axis=0)
+                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
     from matplotlib.ticker import MaxNLocator
 
     for ax, key in zip(axes, CURVE_KEYS, strict=True):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from digitexp.common.progress import Progress
+from digitexp.common.signals import deferred_interrupts, raise_held_interrupt
 from digitexp.errors import ConfigError, DigitexpError, first_line
 from digitexp.tracking import mask_uri
 
@@ -91,7 +92,9 @@ def default_storage(tracking_uri: str) -> str:
 def open_study(storage: str, name: str, objective: Objective, sampler: Any) -> Any:
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: Optuna logs a failed trial (Ctrl-C included) as a WARNING with its traceback;
+    # the error itself reaches the caller, which says it in one line
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     directions = ["maximize", "maximize"] if objective == "both" else ["maximize"]
     db = storage[len("sqlite:///") :] if storage.startswith("sqlite:///") else None
@@ -139,6 +142,7 @@ def optimize(
     progress: bool | None,
 ) -> None:
     def run_trial(trial: Any) -> float | tuple[float, float]:
+        raise_held_interrupt()  # Ctrl-C / SIGTERM stop the study here, where Optuna expects it
         params = {
             key: trial.suggest_float(key, r.low, r.high, step=r.step) for key, r in space.items()
         }
@@ -152,7 +156,10 @@ def optimize(
         def tick(study: Any, trial: Any) -> None:
             bar.update(1)
 
-        study.optimize(run_trial, n_trials=trials, callbacks=[tick], gc_after_trial=False)
+        # a signal landing in Optuna's own bookkeeping breaks it (an UnboundLocalError in its
+        # trial loop): signals wait for the next trial's start
+        with deferred_interrupts():
+            study.optimize(run_trial, n_trials=trials, callbacks=[tick], gc_after_trial=False)
 
 
 @dataclass(frozen=True)

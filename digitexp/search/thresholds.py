@@ -23,7 +23,7 @@ import numpy as np
 
 from digitexp.common import files
 from digitexp.config import ExperimentConfig
-from digitexp.data import Split, load_split
+from digitexp.data import Split, load_split, verify_images
 from digitexp.engine import TrainedModel, load_trained_run
 from digitexp.errors import ConfigError, TrackingError
 from digitexp.metrics import CandidatePool
@@ -59,6 +59,9 @@ class Evaluator:
     pool: CandidatePool
     cfg: ExperimentConfig
     seconds: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.pool.prepare(self.cfg.eval)  # the set-up, out of the trials' timings
 
     def __call__(self, score: float, nms: float) -> dict[str, float]:
         start = time.perf_counter()
@@ -201,6 +204,7 @@ def run_search(
         cfg = source.cfg
         split = req.split or cfg.data.valid_split
         data = scored_split(cfg, split)
+        verify_images(data, progress=progress)
         data_root = str(Path(cfg.data.root).resolve())
         found = _cached_candidates(store, source, split, req.cap, data_root, workdir)
         cache, reused = found if found else (None, None)

@@ -108,6 +108,16 @@ def _package_copy(package: Path, into: Path) -> Path:
     return dst
 
 
+def model_name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a registered model's name (MLflow refuses an empty name
+    and '/' or ':', which model URIs use), or None."""
+    if not name.strip():
+        return "give the registered model a name"
+    if "/" in name or ":" in name:
+        return "a registered model's name cannot contain '/' or ':' (model URIs use them)"
+    return None
+
+
 def _ensure_registered(client: Any, name: str, description: str) -> None:
     from mlflow.exceptions import MlflowException
 
@@ -136,6 +146,8 @@ def log_checkpoint_model(
     client = store.client
     run = store.call(client.get_run, run_id)
     with tempfile.TemporaryDirectory(prefix="digitexp-model-") as tmp, _global_uris(store.uri):
+        # a name the registry refuses fails here, before anything is logged to the run
+        store.call(_ensure_registered, client, name, description)
         logged = store.call(
             client.create_logged_model, run.info.experiment_id, name=MODEL, source_run_id=run_id
         )
@@ -150,7 +162,6 @@ def log_checkpoint_model(
                 model_id=logged.model_id,
             )
         store.call(client.log_outputs, run_id, [LoggedModelOutput(logged.model_id, step=0)])
-        store.call(_ensure_registered, client, name, description)
         version = store.call(
             client.create_model_version,
             name,

@@ -15,12 +15,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from digitexp.common.signals import deferred_interrupts
 from digitexp.errors import RunNotFound, TrackingError, first_line
+from digitexp.tracking.backends import (
+    check_database,
+    check_sqlite_file,
+    check_uri,
+    create_sqlite_store,
+)
 from digitexp.tracking.contract import DESCRIPTION, PARENT_TAG, TAG_HEARTBEAT, TAG_OWNER
 from digitexp.tracking.histories import History, bulk_metric_histories
 from digitexp.tracking.liveness import owner_tag
 from digitexp.tracking.records import RunRecord, RunStatus, record_of
-from digitexp.tracking.sqlite import LOCK_RETRY_SECONDS, enable_wal, file_lock, is_locked
+from digitexp.tracking.sqlite import (
+    LOCK_RETRY_SECONDS,
+    checkpoint_wal,
+    enable_wal,
+    file_lock,
+    is_full,
+    is_locked,
+    is_store_error,
+)
 from digitexp.tracking.trackers import MlflowTracker, description_text
 from digitexp.tracking.ui import VIEW_TAG, runs_url, ui_base_url
 from digitexp.tracking.uri import (
@@ -34,6 +49,19 @@ from digitexp.tracking.uri import (
 log = logging.getLogger("digitexp.tracking")
 
 
+def is_duplicate_key(message: str) -> bool:
+    """A write lost a race to insert the same row (sqlite, PostgreSQL, MySQL wording)."""
+    return any(
+        words in message
+        for words in (
+            "UNIQUE constraint failed",
+            "duplicate key",
+            "UniqueViolation",
+            "Duplicate entry",
+        )
+    )
+
+
 class TrackingStore:
     """One MLflow tracking store (embedded sqlite or a server)."""
 
@@ -42,7 +70,11 @@ class TrackingStore:
 
         self.uri = uri or default_uri()
         self._experiments: dict[str, str] = {}
-        check_server_reachable(self.uri)
+        backend = check_uri(self.uri)
+        if backend.kind == "server":
+            check_server_reachable(self.uri)
+        elif backend.kind == "database":
+            check_database(self.uri)
         db = sqlite_path(self.uri)
         if db is None:
             self.client = MlflowClient(tracking_uri=self.uri)
@@ -52,9 +84,17 @@ class TrackingStore:
             db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TrackingError(f"{db.parent}: cannot create the store folder ({exc})") from None
-        # Several processes may open a new store at once: one creates the schema (and turns
-        # on WAL, so readers do not block the writer) while the others wait.
+        if not os.access(db.parent, os.W_OK):
+            raise TrackingError(
+                f"{db.parent}: the store folder is not writable (runs could not be recorded); "
+                "fix its permissions or point MLFLOW_TRACKING_URI elsewhere"
+            )
+        check_sqlite_file(self.uri, db)
+        # Several processes may open a new store at once: digitexp's own wait on a file lock
+        # while one creates the schema (aside, linked into place when complete, so a foreign
+        # MLflow client never races it) and turns on WAL (readers stop blocking the writer).
         with file_lock(db.with_name(db.name + ".lock")):
+            self.call(create_sqlite_store, db)
             self.client = MlflowClient(tracking_uri=self.uri)
             self.call(self.client.search_experiments, max_results=1)
             enable_wal(db)
@@ -84,11 +124,13 @@ class TrackingStore:
                     delay = min(delay * 2, 2.0)
                     continue
                 if isinstance(exc, TrackingError) or not (
-                    locked or isinstance(exc, MlflowException | OSError)
+                    locked or isinstance(exc, MlflowException | OSError) or is_store_error(exc)
                 ):
                     raise
-                message = first_line(exc)
-                raise TrackingError(f"{self.masked_uri}: {mask_text(message)[:300]}") from None
+                message = mask_text(first_line(exc))[:300]
+                if is_full(text):
+                    message = f"the store cannot be written, its disk looks full ({message})"
+                raise TrackingError(f"{self.masked_uri}: {message}") from None
 
     # ----------------------------------------------------------------- writing
 
@@ -129,9 +171,22 @@ class TrackingStore:
         """Set the experiment's description (shown above its runs table) and, with ``view``,
         the view its printed URL selects (:func:`digitexp.tracking.ui.view_state`)."""
         exp_id = self.experiment_id(name)
-        self.call(self.client.set_experiment_tag, exp_id, DESCRIPTION, description_text(markdown))
+        self._set_experiment_tag(exp_id, DESCRIPTION, description_text(markdown))
         if view is not None:
-            self.call(self.client.set_experiment_tag, exp_id, VIEW_TAG, view)
+            self._set_experiment_tag(exp_id, VIEW_TAG, view)
+
+    def _set_experiment_tag(self, exp_id: str, key: str, value: str) -> None:
+        """Set an experiment tag. Workers starting together may insert the same new tag at
+        once; the loser's insert fails on the tag's unique key, and setting it again updates
+        the row the winner wrote."""
+        for attempt in range(3):
+            try:
+                self.call(self.client.set_experiment_tag, exp_id, key, value)
+                return
+            except TrackingError as exc:
+                if attempt == 2 or not is_duplicate_key(str(exc)):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def experiment_url(self, name: str) -> str | None:
         """The URL that opens the experiment's runs in the MLflow UI (model-training view), or
@@ -163,7 +218,17 @@ class TrackingStore:
         return MlflowTracker(self, run_id)
 
     def end_run(self, run_id: str, status: RunStatus) -> None:
-        self.call(self.client.set_terminated, run_id, status)
+        """Write a run's final status; a Ctrl-C or SIGTERM arriving meanwhile waits until it
+        is written (a run is never left RUNNING by a repeated Ctrl-C)."""
+        with deferred_interrupts():
+            try:
+                self.call(self.client.set_terminated, run_id, status)
+            except TrackingError as exc:
+                db = sqlite_path(self.uri)
+                if db is None or not is_full(str(exc)) or not checkpoint_wal(db):
+                    raise
+                # the write-ahead log could not grow; emptied into the database, it can
+                self.call(self.client.set_terminated, run_id, status)
 
     def reopen_run(self, run_id: str) -> MlflowTracker:
         """Mark an unfinished run RUNNING again (to resume it), owned by this process from now

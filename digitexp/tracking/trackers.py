@@ -167,6 +167,10 @@ class MlflowTracker:
         self._store.call(self._store.client.log_inputs, self._run_id, datasets=inputs)
 
     def log_text(self, text: str, artifact_file: str) -> None:
+        local = self._local_artifact_dir()
+        if local is not None:  # straight into the artifact folder, atomically
+            files.write_text(local / artifact_file, text)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / Path(artifact_file).name
             local.write_text(text, encoding="utf-8")

@@ -103,6 +103,9 @@ def _init_worker() -> None:
     available_fonts()
 
 
+MAX_IMAGES_PER_SPLIT = 1_000_000  # 30x HW2's training set; more is surely a typo
+
+
 def _validate_counts(counts: Mapping[str, int]) -> dict[str, int]:
     if not counts:
         raise ConfigError("counts is empty: name at least one split, e.g. {'train': 100}")
@@ -112,6 +115,10 @@ def _validate_counts(counts: Mapping[str, int]) -> dict[str, int]:
             raise ConfigError(f"split name {name!r} must match {_SPLIT_NAME.pattern}")
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count <= 0:
             raise ConfigError(f"count for split {name!r} must be a positive integer, got {count!r}")
+        if count > MAX_IMAGES_PER_SPLIT:
+            raise ConfigError(
+                f"count for split {name!r} must be at most {MAX_IMAGES_PER_SPLIT:,}, got {count}"
+            )
         checked[name] = int(count)
     return checked
 

@@ -105,6 +105,8 @@ def read_manifest(folder: Path) -> Manifest:
         raise ConfigError(f"{path}: no such manifest (the job folder `run` wrote)") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: malformed manifest (not a JSON object)")
     if data.get("version") != VERSION:
         raise ConfigError(
             f"{path}: manifest version {data.get('version')!r}, this digitexp reads {VERSION}"
@@ -126,5 +128,5 @@ def read_manifest(folder: Path) -> Manifest:
             created=data["created"],
             job_id=data.get("job_id"),
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{path}: malformed manifest ({exc})") from None
