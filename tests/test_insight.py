@@ -577,8 +577,12 @@ def test_anchors_prints_and_writes_the_coverage(synth_root: Path, tmp_path: Path
         assert img.format == "PNG"
 
 
-def test_a_negative_bootstrap_count_is_one_clear_line(planted: dict, tmp_path: Path, cli) -> None:
+@pytest.mark.parametrize("count", ["-1", "1000000000000"])
+def test_a_bootstrap_count_out_of_range_is_one_clear_line(
+    planted: dict, tmp_path: Path, cli, count: str
+) -> None:
     result = cli(
-        "report", "--out", tmp_path / "r", "--ablations", planted["ablations"], "--bootstrap", "-1"
+        "report", "--out", tmp_path / "r", "--ablations", planted["ablations"], "--bootstrap", count
     )
-    assert_one_clear_line(result, "--bootstrap -1", ">= 0")
+    assert_one_clear_line(result, f"--bootstrap {count}", "must be in [0, 10000]")
+    assert not (tmp_path / "r" / "README.md").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from digitexp.common import files
 from digitexp.errors import DigitexpError
-from digitexp.insight.bootstrap import DEFAULT_RESAMPLES
+from digitexp.insight.bootstrap import DEFAULT_RESAMPLES, MAX_RESAMPLES
 from digitexp.report.evidence import SpecEvidence, bootstrap_deltas, gather_evidence
 from digitexp.report.figures import curves_figure, examples_figure
 from digitexp.report.insight import insight_markdown
@@ -79,8 +79,11 @@ def generate(
     """Write reports/README.md, tables/SPEC.{csv,md} and figures/SPEC_{curves,examples}.png."""
     start = time.perf_counter()
     resamples = DEFAULT_RESAMPLES if resamples is None else resamples
-    if resamples < 0:
-        raise ReportError(f"--bootstrap {resamples}: must be >= 0 (0 = no intervals)")
+    if not 0 <= resamples <= MAX_RESAMPLES:
+        raise ReportError(
+            f"--bootstrap {resamples}: must be in [0, {MAX_RESAMPLES}] (0 = no intervals, "
+            f"default {DEFAULT_RESAMPLES})"
+        )
     every_spec = load_specs(ablations)
     loaded = chosen_specs(every_spec, specs, ablations)
     (out / "tables").mkdir(parents=True, exist_ok=True)  # fails early on a bad --out
