@@ -165,7 +165,8 @@ def test_a_spec_resolves_each_variant_once(monkeypatch: pytest.MonkeyPatch) -> N
     resolved = len(calls)
     plans = plan_runs(spec, seeds=[0, 1])
     assert len(plans) == 8 and len(calls) == resolved  # planning resolves nothing again
-    assert resolved == 4 * 2  # per variant: the preset, then its overrides
+    # per variant and for BASE alone (where `tune` starts): the preset, then the overrides
+    assert resolved == (4 + 1) * 2
 
 
 def test_published_numbers_and_report_runs_belong_to_the_variants(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from benchmarks.gpu import common
+from digitexp.data.splits import IMAGE_SUFFIXES
 from digitexp.tracking import TrackingStore
 from digitexp.tracking import contract as names
 
@@ -211,7 +212,11 @@ def main() -> None:
 
         images = work / "predict-images"
         images.mkdir(exist_ok=True)
-        for path in sorted((root / "test").iterdir())[: args.predict_images]:
+        test_images = sorted(
+            p for p in (root / "test").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        chosen = test_images[: args.predict_images]
+        for path in chosen:
             target = images / path.name
             if not target.exists():
                 target.symlink_to(path.resolve())
@@ -231,7 +236,7 @@ def main() -> None:
             args.timeout,
         )
         rows = list(csv.reader((out / "pred.csv").open())) if (out / "pred.csv").is_file() else []
-        if not (out / "pred.json").is_file() or len(rows) != len(list(images.iterdir())) + 1:
+        if not (out / "pred.json").is_file() or len(rows) != len(chosen) + 1:
             problems.append(f"predict: pred.json/pred.csv missing or short ({len(rows)} csv rows)")
 
         try:  # the model path (mlflow.pyfunc with the carried wheels): a problem, not the end
