@@ -60,7 +60,7 @@ def _figure(
     ax.grid(alpha=0.3)
     if shown:
         ax.legend(fontsize=8)
-    ax.set_title(f"{study}: every trial", fontsize=9)
+    ax.set_title(f"every trial of {study}", fontsize=8, wrap=True)
     fig.tight_layout()
     return save(fig, path)
 

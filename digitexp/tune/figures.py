@@ -92,7 +92,7 @@ def plot_curves(study: Any, objective: Objective, path: Path) -> Path:
     ax.grid(alpha=0.3)
     if shown:
         ax.legend(fontsize=8)
-    ax.set_title(f"{label} per epoch, every trial: {study.study_name}", fontsize=9)
+    ax.set_title(f"{label} per epoch, every trial: {study.study_name}", fontsize=8, wrap=True)
     fig.tight_layout()
     return save(fig, path)
 
