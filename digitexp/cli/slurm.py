@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from digitexp.cli.outcomes import print_outcomes
 from digitexp.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from digitexp.errors import ConfigError
 
@@ -122,7 +123,6 @@ def run_slurm(
     sets: dict[str, Any],
 ) -> int:
     """Submit (or with ``--dry-run`` print) the job array; with ``--wait``, follow it."""
-    from digitexp.cli.run import print_outcomes
     from digitexp.launch import slurm
     from digitexp.tracking import TrackingStore, default_uri, mask_uri
 
