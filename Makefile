@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(DATA)/train.json: | $(STAMP)
-	$(BIN)/python -m digitexp data synth --out $(DATA) --train 2000 --valid 300 --test 300 --seed 0
+	$(BIN)/python -m digitexp data synth --out $(DATA) --train 1500 --valid 300 --test 300 --seed 0
 
 data: $(DATA)/train.json
 
