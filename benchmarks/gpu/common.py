@@ -125,6 +125,19 @@ def pick_weights(cfg: ExperimentConfig, setting: str) -> str:
     return "DEFAULT"
 
 
+def final_run_args(
+    device: torch.device, root: Path, experiment: str, sets: Mapping[str, Any]
+) -> list[str]:
+    """``digitexp run`` arguments for the final spec's one run (seed 0) on ``device`` with
+    ``sets`` as ``--set`` overrides (strings quoted as Python literals)."""
+    set_args = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in sets.items()]
+    return [
+        *("run", "ablations/final.py", "--variant", "final", "--seed", "0"),
+        *("--device", str(device), "--data", str(root), "--experiment", experiment),
+        *("--set", *set_args),
+    ]
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

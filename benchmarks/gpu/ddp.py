@@ -56,20 +56,7 @@ def main() -> None:
             "--nproc_per_node=1",
             "-m",
             "digitexp",
-            "run",
-            "ablations/final.py",
-            "--variant",
-            "final",
-            "--seed",
-            "0",
-            "--device",
-            str(device),
-            "--data",
-            str(root),
-            "--experiment",
-            EXPERIMENT,
-            "--set",
-            *[f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in sets.items()],
+            *common.final_run_args(device, root, EXPERIMENT, sets),
         ]
         start = time.perf_counter()
         proc = subprocess.run(

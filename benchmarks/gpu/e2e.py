@@ -139,25 +139,9 @@ def main() -> None:
         }
         if args.model != "final":
             sets.update(common.TINY)
-        set_args = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in sets.items()]
         seconds: dict[str, float] = {}
         seconds["run"] = digitexp(
-            [
-                "run",
-                "ablations/final.py",
-                "--variant",
-                "final",
-                "--seed",
-                "0",
-                "--device",
-                str(device),
-                "--data",
-                str(root),
-                "--experiment",
-                EXPERIMENT,
-                "--set",
-                *set_args,
-            ],
+            common.final_run_args(device, root, EXPERIMENT, sets),
             env,
             args.timeout,
         )
